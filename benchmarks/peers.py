@@ -1,0 +1,190 @@
+"""Backend adapters: fastrnn, the NumPy reference, PyTorch CPU and ONNX Runtime.
+
+Each backend binds a `cases.Problem` to callables, one per mode it supports:
+  "inference" -> out (T, B, H)
+  "training"  -> (out, grads) with grads = {dx, dw_ih, dw_hh, db_ih, db_hh} (gradient of sum(out))
+The callables are what gets timed, so conversion work stays outside them where it can.
+An absent backend has `available = False` and `reason` says why.
+"""
+import importlib
+
+import numpy as np
+
+GRAD_NAMES = ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+class Backend:
+    name = ""
+    modes = ("inference", "training")
+    available = True
+    reason = None
+
+    def info(self):
+        """What the report says about this backend (version, how its threads are set)."""
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        return {"available": True, **self._info()}
+
+    def _absent(self, err):
+        self.available = False
+        self.reason = f"{type(err).__name__}: {err}"
+
+
+class Functional(Backend):
+    """fastrnn.functional or fastrnn.reference: the same *_forward / *_backward API."""
+
+    def __init__(self, name, module_name):
+        self.name = name
+        try:
+            self.fn = importlib.import_module(module_name)
+            for cell in ("lstm", "gru", "rnn"):
+                getattr(self.fn, f"{cell}_forward"), getattr(self.fn, f"{cell}_backward")
+        except Exception as err:   # a half-built extension may fail in any way
+            self._absent(err)
+            return
+        import fastrnn
+        self.set_num_threads = getattr(fastrnn, "set_num_threads", None)
+
+    def _info(self):
+        import fastrnn
+        if self.name == "reference":
+            threads = "NumPy's BLAS via threadpoolctl"
+        elif self.set_num_threads is not None:
+            threads = "fastrnn.set_num_threads"
+        else:
+            threads = "OpenMP via threadpoolctl (fastrnn.set_num_threads absent)"
+        return {"version": getattr(fastrnn, "__version__", None), "module": self.fn.__name__,
+                "threads_set_by": threads}
+
+    def set_threads(self, n):
+        if self.name != "reference" and self.set_num_threads is not None:
+            self.set_num_threads(n)
+
+    def bind(self, p, threads):
+        forward = getattr(self.fn, f"{p.cell}_forward")
+        backward = getattr(self.fn, f"{p.cell}_backward")
+        args = (p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh)
+
+        def inference():
+            return forward(*args, training=False)[0]
+
+        def training():
+            res = forward(*args, training=True)
+            grads = backward(res[-1], d_out=p.d_out)
+            return res[0], {k: getattr(grads, k) for k in GRAD_NAMES}
+
+        return {"inference": inference, "training": training}
+
+
+class Torch(Backend):
+    """torch.nn.LSTM/GRU/RNN on the CPU; training computes dx too (fastrnn always does)."""
+    name = "torch"
+
+    def __init__(self):
+        try:
+            import torch
+        except Exception as err:
+            self._absent(err)
+            return
+        self.torch = torch
+
+    def _info(self):
+        return {"version": self.torch.__version__, "threads_set_by": "torch.set_num_threads"}
+
+    def set_threads(self, n):
+        self.torch.set_num_threads(n)
+
+    def bind(self, p, threads):
+        torch = self.torch
+        s = p.shape
+        module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+                  "rnn": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh")}[p.cell](s.I, s.H)
+        params = {"dw_ih": module.weight_ih_l0, "dw_hh": module.weight_hh_l0,
+                  "db_ih": module.bias_ih_l0, "db_hh": module.bias_hh_l0}
+        with torch.no_grad():
+            for key, w in zip(params, (p.w_ih, p.w_hh, p.b_ih, p.b_hh)):
+                params[key].copy_(torch.from_numpy(w))
+        x = torch.from_numpy(p.x)
+        x_grad = x.clone().requires_grad_()
+
+        def inference():
+            with torch.no_grad():
+                return module(x)[0].numpy()
+
+        def training():
+            module.zero_grad(set_to_none=True)
+            x_grad.grad = None
+            out = module(x_grad)[0]
+            out.sum().backward()
+            grads = {k: w.grad.numpy() for k, w in params.items()}
+            return out.detach().numpy(), {"dx": x_grad.grad.numpy(), **grads}
+
+        return {"inference": inference, "training": training}
+
+
+class OnnxRuntime(Backend):
+    """One ONNX LSTM/GRU/RNN node (onnx.helper), run by an ONNX Runtime CPU session."""
+    name = "onnxruntime"
+    modes = ("inference",)
+    # PyTorch gate blocks -> ONNX order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
+    GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}
+    OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+    def __init__(self):
+        try:
+            import onnx
+            import onnxruntime
+        except Exception as err:
+            self._absent(err)
+            return
+        self.onnx, self.ort = onnx, onnxruntime
+
+    def _info(self):
+        return {"version": self.ort.__version__, "onnx": self.onnx.__version__,
+                "threads_set_by": "SessionOptions.intra_op_num_threads"}
+
+    def set_threads(self, n):
+        """Threads are a session option: see bind()."""
+
+    def _model(self, p):
+        helper, numpy_helper = self.onnx.helper, self.onnx.numpy_helper
+        s, order = p.shape, self.GATE_ORDER[p.cell]
+
+        def gates(a):
+            return np.concatenate([a[g * s.H:(g + 1) * s.H] for g in order])
+
+        init = [numpy_helper.from_array(gates(p.w_ih)[None], "W"),
+                numpy_helper.from_array(gates(p.w_hh)[None], "R"),
+                numpy_helper.from_array(np.concatenate([gates(p.b_ih), gates(p.b_hh)])[None], "B")]
+        extra = {"linear_before_reset": 1} if p.cell == "gru" else {}
+        node = helper.make_node(self.OP[p.cell], ["X", "W", "R", "B"], ["Y"],
+                                hidden_size=s.H, **extra)
+        f32 = self.onnx.TensorProto.FLOAT
+        graph = helper.make_graph(
+            [node], f"{p.cell}_layer",
+            [helper.make_tensor_value_info("X", f32, [s.T, s.B, s.I])],
+            [helper.make_tensor_value_info("Y", f32, [s.T, 1, s.B, s.H])], init)
+        # IR 8 / opset 17: old enough for any onnxruntime >= 1.13, new enough for these ops.
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    def bind(self, p, threads):
+        opts = self.ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        session = self.ort.InferenceSession(self._model(p).SerializeToString(), opts,
+                                            providers=["CPUExecutionProvider"])
+        feed = {"X": p.x}
+
+        def inference():
+            return session.run(None, feed)[0][:, 0]
+
+        return {"inference": inference}
+
+
+# In table order: the oracle first, fastrnn next, then the peers.
+BACKENDS = {
+    "reference": lambda: Functional("reference", "fastrnn.reference"),
+    "fastrnn": lambda: Functional("fastrnn", "fastrnn.functional"),
+    "torch": Torch,
+    "onnxruntime": OnnxRuntime,
+}

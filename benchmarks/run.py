@@ -1,0 +1,211 @@
+"""fastrnn benchmark suite: fastrnn, the NumPy reference, PyTorch and ONNX Runtime side by side.
+
+    python benchmarks/run.py --quick                 # the short run (well under a minute)
+    python benchmarks/run.py --json out.json --plot out.png
+    python benchmarks/run.py --shapes none --shape 20,4,16,32 --threads 1
+
+See benchmarks/README.md for what is measured and what the columns mean.
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+try:
+    import fastrnn
+except ImportError:            # running from a source checkout without PYTHONPATH=python
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    import fastrnn
+
+import cases
+import harness
+import machine
+import memory
+import peers
+import report
+
+QUICK = {"shapes": ",".join(cases.QUICK_SHAPES), "threads": "1", "warmup": 1, "repeats": 5,
+         "budget": 0.4, "memory": "10000,16,128,128"}
+FULL = {"shapes": ",".join(s.name for s in cases.GRID), "threads": "1,2", "warmup": 2,
+        "repeats": 15, "budget": 2.0, "memory": "10000,64,256,256"}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help=f"short run: shapes {QUICK['shapes']}, {QUICK['threads']} thread, "
+                        f"≤{QUICK['repeats']} repeats, smaller memory run, memory for fastrnn only")
+    p.add_argument("--shapes", help="comma list of grid shapes, or 'none' "
+                   f"(grid: {', '.join(f'{s.name}={s.dims()}' for s in cases.GRID)})")
+    p.add_argument("--shape", action="append", default=[], metavar="[NAME=]T,B,I,H",
+                   help="an extra shape (repeatable)")
+    p.add_argument("--cells", default=",".join(cases.CELLS), help="comma list of lstm,gru,rnn")
+    p.add_argument("--modes", default=",".join(cases.MODES), help="comma list of inference,training")
+    p.add_argument("--threads", help="comma list of thread counts (default 1,2; quick 1)")
+    p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2; quick 1)")
+    p.add_argument("--repeats", type=int, help="timed calls at most (default 15; quick 5)")
+    p.add_argument("--budget", type=float, help="seconds per measurement after which timing "
+                   "stops once 3 calls are in (default 2; quick 0.4)")
+    p.add_argument("--gemm", type=int, default=2048, metavar="N", help="roofline GEMM size N³")
+    p.add_argument("--memory", metavar="T,B,I,H", help="LSTM shape of the peak-memory run "
+                   f"(default {FULL['memory']}; quick {QUICK['memory']})")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    p.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+    def listed(text, allowed, what):
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            p.error(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)}")
+        return items
+
+    grid = {s.name: s for s in cases.GRID}
+    names = [] if args.shapes == "none" else listed(args.shapes, list(grid), "shape")
+    try:
+        args.shapes = [grid[n] for n in names] + [cases.parse_shape(s) for s in args.shape]
+        args.memory = None if args.no_memory else cases.parse_shape(args.memory)
+        args.threads = [int(t) for t in args.threads.split(",")]
+    except ValueError as err:
+        p.error(str(err))
+    if not args.shapes:
+        p.error("no shapes to run: give --shapes and/or --shape")
+    if min(args.threads) < 1:
+        p.error("thread counts must be positive")
+    args.cells = listed(args.cells, cases.CELLS, "cell")
+    args.modes = listed(args.modes, cases.MODES, "mode")
+    return args
+
+
+class Progress:
+    """Rows done so far, on stderr: tqdm's bar on a terminal (if installed), else one line each."""
+
+    def __init__(self, total):
+        self.bar, self.done, self.total = None, 0, total
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, file=sys.stderr, unit="row", leave=False)
+            except ImportError:
+                pass
+
+    def step(self, label):
+        if self.bar is not None:
+            self.bar.set_postfix_str(label)
+            self.bar.update()
+        else:
+            self.done += 1
+            print(f"[{self.done}/{self.total}] {label}", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_row(backends, bound, oracle, problem, mode, threads, roofline, args):
+    """Validate then time every backend on one (cell, shape, mode, threads)."""
+    row = {"cell": problem.cell, "shape": vars(problem.shape), "mode": mode, "threads": threads,
+           "flops": cases.flops(problem.cell, problem.shape, mode), "backends": {}, "speedup": {}}
+    for b in backends:
+        fn = bound[b.name].get(mode)
+        if fn is None:
+            continue
+        if b.name == "reference" and mode == "training":
+            check = {"ok": True, "errors": {}, "oracle": True}
+        else:
+            check = harness.validate(fn(), oracle, mode)
+        r = harness.measure(fn, args.warmup, args.repeats, args.budget)
+        r["gflops"] = row["flops"] / r["median_ms"] / 1e6
+        r["roofline_share"] = r["gflops"] / roofline
+        r["validation"] = check
+        row["backends"][b.name] = r
+    primary = row["backends"].get(report.PRIMARY)
+    if primary:
+        row["speedup"] = {name: r["median_ms"] / primary["median_ms"]
+                          for name, r in row["backends"].items() if name != report.PRIMARY}
+    return row
+
+
+def run_grid(backends, args, doc, torch):
+    progress = Progress(len(args.threads) * len(args.shapes) * len(args.cells) * len(args.modes))
+    for threads in args.threads:
+        with machine.thread_limit(threads):
+            for b in backends:
+                b.set_threads(threads)
+            roof = machine.roofline(threads, args.gemm, 3 if args.quick else 5, torch)
+            doc["roofline"][str(threads)] = roof
+            for shape in args.shapes:
+                for cell in args.cells:
+                    problem = cases.make_problem(cell, shape)
+                    bound = {b.name: b.bind(problem, threads) for b in backends}
+                    oracle = bound["reference"]["training"]()
+                    for mode in args.modes:
+                        doc["results"].append(run_row(backends, bound, oracle, problem, mode,
+                                                      threads, roof["gflops"], args))
+                        progress.step(f"{threads}T {cell} {shape.name} {mode}")
+    progress.close()
+
+
+def run_memory(backends, args, doc):
+    names = [b.name for b in backends]
+    if args.quick:
+        names = [n for n in (report.PRIMARY, "reference") if n in names][:1]
+    pythonpath = str(Path(fastrnn.__file__).resolve().parents[1])
+    threads = max(args.threads)
+    runs = []
+    for name in names:
+        print(f"peak memory: {name} ...", file=sys.stderr, flush=True)
+        runs.append(memory.peak_memory(name, "lstm", args.memory, threads, pythonpath))
+    doc["memory"] = {"cell": "lstm", "shape": vars(args.memory), "threads": threads, "runs": runs}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    all_backends = [make() for make in peers.BACKENDS.values()]
+    backends = [b for b in all_backends if b.available]
+    if not any(b.name == "reference" for b in backends):
+        sys.exit("fastrnn.reference cannot be imported: it is the oracle every result is "
+                 "checked against, so nothing can be measured")
+    blas = machine.blas_info()       # after the imports: lists every BLAS/OpenMP runtime loaded
+    torch = next((b.torch for b in backends if b.name == "torch"), None)
+    doc = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": args.quick, "python": platform.python_version(),
+            "cpu": machine.cpu_info(), "blas": blas, "blas_summary": machine.blas_summary(blas),
+            "threads": args.threads,
+            "threads_controlled": machine.threadpoolctl is not None,
+            "timing": f"{args.warmup} warm-up call(s) after a validation call, then ≤{args.repeats} "
+                      f"timed calls, stopping after {args.budget:g} s once 3 are in; "
+                      "the same rule for every backend",
+            "flops": "inference 2·T·B·(I+H)·G·H (G = 4 lstm, 3 gru, 1 rnn); training 3× that",
+            "tolerance": harness.TOLERANCE,
+            "load_average": {"start": os.getloadavg()[0]},
+        },
+        "backends": {b.name: b.info() for b in all_backends},
+        "roofline": {}, "results": [], "memory": None,
+    }
+    if machine.threadpoolctl is None:
+        print("warning: threadpoolctl is not installed, so BLAS/OpenMP thread counts are not "
+              "controlled (pip install threadpoolctl)", file=sys.stderr)
+    run_grid(backends, args, doc, torch)
+    if args.memory is not None:
+        run_memory(backends, args, doc)
+    doc["meta"]["load_average"]["end"] = os.getloadavg()[0]
+    print(report.text(doc))
+    if args.json:
+        report.write_json(doc, args.json)
+        print(f"JSON written to {args.json}")
+    if args.plot:
+        print(report.plot(doc, args.plot))
+    return doc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+// fastrnn kernels: shared types.
+//
+// Dimension key (rightmost fastest, all arrays row-major / C order):
+//   T  time steps        B  batch          I  input features
+//   H  hidden units      G  gates (LSTM 4: i,f,g,o; GRU 3: r,z,n; SimpleRNN 1)
+//
+// Nothing below bindings.cpp sees Python: kernels take raw pointers plus sizes.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cstdint>
+
+namespace fastrnn {
+
+using Index = std::int64_t;
+
+template <typename S>
+using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename S>
+using MatMap = Eigen::Map<Mat<S>>;
+template <typename S>
+using ConstMatMap = Eigen::Map<const Mat<S>>;
+template <typename S>
+using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
+template <typename S>
+using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+
+struct Dims {
+    Index T, B, I, H;
+};
+
+// One layer-direction's weights. b_ih, b_hh are never null (zeros when the
+// layer has no bias); peephole (3, H) is null when absent (LSTM only).
+template <typename S>
+struct Weights {
+    const S* w_ih;  // (G*H, I)
+    const S* w_hh;  // (G*H, H)
+    const S* b_ih;  // (G*H)
+    const S* b_hh;  // (G*H)
+    const S* peephole = nullptr;  // (3, H): p_i, p_f, p_o
+};
+
+}  // namespace fastrnn

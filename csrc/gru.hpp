@@ -1,0 +1,178 @@
+// GRU, gate order r, z, n (PyTorch), DESIGN §2:
+//   r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(… same with z …)
+//   reset_after:  n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
+//   reset before: n = tanh(W_in x + b_in + W_hn (r⊙h) + b_hn)
+//   h' = (1−z)⊙n + z⊙h
+//
+// Cache (training): gates (T, B, 3H) activated [r z n], hs (T+1, B, H), and
+// for reset_after hn = W_hn h + b_hn (T, B, H); step layout (schedule.hpp).
+#pragma once
+
+#include "activations.hpp"
+#include "projection.hpp"
+
+#include <vector>
+
+namespace fastrnn {
+
+template <typename S>
+struct GRUCache {
+    S* gates = nullptr;  // (T, B, 3H)
+    S* hs = nullptr;     // (T+1, B, H)
+    S* hn = nullptr;     // (T, B, H), reset_after only
+};
+
+template <typename S>
+struct GradsOut {
+    S *dx, *dh0, *dw_ih, *dw_hh, *db_ih, *db_hh;
+};
+
+// Input-side bias: b_ih plus every part of b_hh that is not multiplied by r.
+template <typename S>
+std::vector<S> gru_input_bias(const Weights<S>& w, Index H, bool reset_after) {
+    std::vector<S> b(3 * H);
+    ArrMap<S> bv(b.data(), 3 * H);
+    bv = ConstArrMap<S>(w.b_ih, 3 * H) + ConstArrMap<S>(w.b_hh, 3 * H);
+    if (reset_after) bv.segment(2 * H, H) = ConstArrMap<S>(w.b_ih + 2 * H, H);
+    return b;
+}
+
+template <typename S, bool ResetAfter>
+void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, const Schedule& sch,
+                 S* out, S* h_n, GRUCache<S> cache) {
+    const Index B = d.B, H = d.H, GH = 3 * H;
+    const bool train = cache.gates != nullptr;
+    const std::vector<S> bias = gru_input_bias(w, H, ResetAfter);
+    InputProjection<S> proj(d, x, w.w_ih, GH, sch, cache.gates);
+    // Inference keeps gates in ga, apart from gh: the n gate still reads gh.
+    std::vector<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : B * H);
+    S* hs = train ? cache.hs : h_buf.data();
+    sch.gather(h0, hs, H);
+    const Index next = train ? B * H : 0;  // inference updates h in place
+
+    for (Index s = 0; s < sch.steps(); ++s) {
+        const Index n = sch.active(s);
+        S *hp = hs + s * next, *hnew = hp + next;
+        S* gx = proj.step(s);
+        S* gates = train ? gx : ga.data();
+        // a = gx + bias (+ gh for r, z): gates r, z.
+        auto rz = [&](Index r) {
+            ArrMap<S> a(gates + r * GH, 2 * H);
+            a = Sigmoid::f(ConstArrMap<S>(gx + r * GH, 2 * H) + ConstArrMap<S>(gh.data() + r * GH, 2 * H) +
+                           ConstArrMap<S>(bias.data(), 2 * H));
+        };
+        // n and h' from gates r, z and the n part of gh.
+        auto update = [&](Index r, const S* ghn) {
+            const S* a = gates + r * GH;
+            ConstArrMap<S> rg(a, H), z(a + H, H), h(hp + r * H, H);
+            ArrMap<S> ng(gates + r * GH + 2 * H, H);
+            ng = ConstArrMap<S>(gx + r * GH + 2 * H, H) + ConstArrMap<S>(bias.data() + 2 * H, H);
+            if constexpr (ResetAfter)
+                ng = Tanh::f(ng + rg * ConstArrMap<S>(ghn, H));
+            else
+                ng = Tanh::f(ng + ConstArrMap<S>(ghn, H));
+            ArrMap<S>(hnew + r * H, H) = ng + z * (h - ng);
+            write_output(sch, s, r, hnew + r * H, out, B, H);
+        };
+        if constexpr (ResetAfter) {
+            gemm_nt(hp, w.w_hh, gh.data(), n, GH, H, false);
+            S* hn_cache = train ? cache.hn + s * B * H : nullptr;
+            parallel_rows(n, GH, [&](Index r) {
+                ArrMap<S> ghn(gh.data() + r * GH + 2 * H, H);
+                ghn += ConstArrMap<S>(w.b_hh + 2 * H, H);
+                if (hn_cache) std::copy_n(ghn.data(), H, hn_cache + r * H);
+                rz(r);
+                update(r, ghn.data());
+            });
+        } else {
+            gemm_nt(hp, w.w_hh, gh.data(), n, 2 * H, H, false, -1, GH);
+            parallel_rows(n, GH, [&](Index r) {
+                rz(r);
+                ArrMap<S>(q.data() + r * H, H) = ConstArrMap<S>(gates + r * GH, H) * ConstArrMap<S>(hp + r * H, H);
+            });
+            gemm_nt(q.data(), w.w_hh + 2 * H * H, gh.data() + 2 * H, n, H, H, false, -1, GH);
+            parallel_rows(n, GH, [&](Index r) { update(r, gh.data() + r * GH + 2 * H); });
+        }
+        if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
+    }
+    for (Index r = 0; r < B; ++r)
+        std::copy_n(hs + (train ? sch.length(r) * B * H : 0) + r * H, H, h_n + sch.row(r) * H);
+}
+
+// Backward, per row of a step (dh includes d_out):
+//   dn = dh⊙(1−z)   dan = dn⊙(1−n²)   daz = dh⊙(h−n)⊙z(1−z)   dh_prev = dh⊙z + …
+//   reset_after:  dar = dan⊙hn⊙r(1−r); W_hh sees [dar daz dan⊙r], W_ih sees [dar daz dan]
+//                 dh_prev += [dar daz dan⊙r]·W_hh
+//   reset before: dq = dan·W_hn (q = r⊙h)   dar = dq⊙h⊙r(1−r)
+//                 dh_prev += dq⊙r + [dar daz]·W_hr,z;   dW_hn = Σ danᵀ q
+template <typename S, bool ResetAfter>
+void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule& sch,
+                  const GRUCache<S>& cache, const S* d_out, const S* d_h_n, const GradsOut<S>& g) {
+    const Index B = d.B, H = d.H, GH = 3 * H, steps = sch.steps();
+    // dG: what W_hh sees per step (reset_after) or what both see (reset before).
+    // dan: reset_after's n part as W_ih sees it. dq: reset before's dq scratch.
+    std::vector<S> dG(steps * B * GH), dan(ResetAfter ? steps * B * H : 0), dq(ResetAfter ? 0 : B * H);
+    std::vector<S> dh(B * H);
+    sch.gather(d_h_n, dh.data(), H);
+    for (Index s = steps - 1; s >= 0; --s) {
+        const Index n = sch.active(s);
+        S* dGs = dG.data() + s * B * GH;
+        const S* hp = cache.hs + s * B * H;
+        // dh += d_out; dan, daz; dh ← dh⊙z (the direct path).
+        auto common = [&](Index r) {
+            const S* a = cache.gates + (s * B + r) * GH;
+            ConstArrMap<S> z(a + H, H), ng(a + 2 * H, H), h(hp + r * H, H);
+            ArrMap<S> dhv(dh.data() + r * H, H);
+            dhv += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H), H);
+            ArrMap<S> da_n(dGs + r * GH + 2 * H, H);
+            da_n = dhv * (1 - z) * Tanh::df(ng);
+            ArrMap<S>(dGs + r * GH + H, H) = dhv * (h - ng) * Sigmoid::df(z);
+            dhv *= z;
+        };
+        if constexpr (ResetAfter) {
+            parallel_rows(n, GH, [&](Index r) {
+                common(r);
+                const S* a = cache.gates + (s * B + r) * GH;
+                ConstArrMap<S> rg(a, H), hn(cache.hn + (s * B + r) * H, H);
+                ArrMap<S> da_n(dGs + r * GH + 2 * H, H);
+                std::copy_n(da_n.data(), H, dan.data() + (s * B + r) * H);
+                ArrMap<S>(dGs + r * GH, H) = da_n * hn * Sigmoid::df(rg);
+                da_n *= rg;
+            });
+            std::fill(dGs + n * GH, dGs + B * GH, S(0));
+            std::fill(dan.data() + (s * B + n) * H, dan.data() + (s + 1) * B * H, S(0));
+            gemm_nn(dGs, w.w_hh, dh.data(), n, H, GH, true);
+        } else {
+            parallel_rows(n, GH, common);
+            std::fill(dGs + n * GH, dGs + B * GH, S(0));
+            gemm_nn(dGs + 2 * H, w.w_hh + 2 * H * H, dq.data(), n, H, H, false, GH);
+            parallel_rows(n, GH, [&](Index r) {
+                ConstArrMap<S> rg(cache.gates + (s * B + r) * GH, H), h(hp + r * H, H), dqv(dq.data() + r * H, H);
+                ArrMap<S>(dGs + r * GH, H) = dqv * h * Sigmoid::df(rg);
+                ArrMap<S>(dh.data() + r * H, H) += dqv * rg;
+            });
+            gemm_nn(dGs, w.w_hh, dh.data(), n, H, 2 * H, true, GH);
+        }
+    }
+    sch.scatter(dh.data(), g.dh0, H);
+    if constexpr (ResetAfter) {
+        gemm_tn(dG.data(), cache.hs, g.dw_hh, GH, H, steps * B, false);
+        column_sum(dG.data(), g.db_hh, steps * B, GH);
+        // W_ih sees [dar daz] from dG and dan for the n gate.
+        input_backward(d, x, w.w_ih, sch, dG.data(), GH, 0, 2 * H, g.dw_ih, g.dx, false);
+        input_backward(d, x, w.w_ih, sch, dan.data(), H, 2 * H, H, g.dw_ih, g.dx, true);
+        std::copy_n(g.db_hh, 2 * H, g.db_ih);
+        column_sum(dan.data(), g.db_ih + 2 * H, steps * B, H);
+    } else {
+        gemm_tn(dG.data(), cache.hs, g.dw_hh, 2 * H, H, steps * B, false, GH);
+        std::vector<S> q(steps * B * H);  // q = r⊙h, the input of W_hn
+        for (Index k = 0; k < steps * B; ++k)
+            ArrMap<S>(q.data() + k * H, H) = ConstArrMap<S>(cache.gates + k * GH, H) * ConstArrMap<S>(cache.hs + k * H, H);
+        gemm_tn(dG.data() + 2 * H, q.data(), g.dw_hh + 2 * H * H, H, H, steps * B, false, GH);
+        column_sum(dG.data(), g.db_ih, steps * B, GH);
+        std::copy_n(g.db_ih, GH, g.db_hh);
+        input_backward(d, x, w.w_ih, sch, dG.data(), GH, 0, GH, g.dw_ih, g.dx, false);
+    }
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,87 @@
+// Threads and GEMMs.
+//
+// One process-wide thread count drives both OpenMP loops (the fused gate
+// passes) and Eigen's GEMM. Loops split rows statically, and every reduction
+// over batch and time is a GEMM or a column sum whose order does not depend
+// on the split, so results do not change with the thread count.
+#pragma once
+
+#include "common.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastrnn {
+
+int num_threads();
+void set_num_threads(int n);
+
+// Run f(r) for r in [0, n); in parallel when the work is worth a fork.
+template <typename F>
+inline void parallel_rows(Index n, Index work_per_row, F&& f) {
+#ifdef _OPENMP
+    const int nt = num_threads();
+    if (nt > 1 && n > 1 && n * work_per_row >= 8192) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (Index r = 0; r < n; ++r) f(r);
+        return;
+    }
+#endif
+    for (Index r = 0; r < n; ++r) f(r);
+}
+
+// C(m, n) (=|+=) A(m, k) · B(n, k)ᵀ     (rows of B are output features)
+template <typename S>
+inline void gemm_nt(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
+                    Index lda = -1, Index ldc = -1) {
+    if (m == 0 || n == 0) return;
+    using Stride = Eigen::OuterStride<>;
+    Eigen::Map<const Mat<S>, 0, Stride> a(A, m, k, Stride(lda < 0 ? k : lda));
+    ConstMatMap<S> b(B, n, k);
+    Eigen::Map<Mat<S>, 0, Stride> c(C, m, n, Stride(ldc < 0 ? n : ldc));
+    if (accumulate)
+        c.noalias() += a * b.transpose();
+    else
+        c.noalias() = a * b.transpose();
+}
+
+// C(m, n) (=|+=) A(m, k) · B(k, n); B may be a column block of stride ldb.
+template <typename S>
+inline void gemm_nn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
+                    Index lda = -1, Index ldb = -1) {
+    if (m == 0 || n == 0) return;
+    using Stride = Eigen::OuterStride<>;
+    Eigen::Map<const Mat<S>, 0, Stride> a(A, m, k, Stride(lda < 0 ? k : lda));
+    Eigen::Map<const Mat<S>, 0, Stride> b(B, k, n, Stride(ldb < 0 ? n : ldb));
+    MatMap<S> c(C, m, n);
+    if (accumulate)
+        c.noalias() += a * b;
+    else
+        c.noalias() = a * b;
+}
+
+// C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
+template <typename S>
+inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
+                    Index lda = -1, Index ldc = -1) {
+    if (m == 0 || n == 0) return;
+    using Stride = Eigen::OuterStride<>;
+    Eigen::Map<const Mat<S>, 0, Stride> a(A, k, m, Stride(lda < 0 ? m : lda));
+    ConstMatMap<S> b(B, k, n);
+    Eigen::Map<Mat<S>, 0, Stride> c(C, m, n, Stride(ldc < 0 ? n : ldc));
+    if (accumulate)
+        c.noalias() += a.transpose() * b;
+    else
+        c.noalias() = a.transpose() * b;
+}
+
+// out(n) = sum over the k rows of A(k, n).
+template <typename S>
+inline void column_sum(const S* A, S* out, Index k, Index n) {
+    ArrMap<S> o(out, n);
+    o.setZero();
+    for (Index r = 0; r < k; ++r) o += ConstArrMap<S>(A + r * n, n);
+}
+
+}  // namespace fastrnn

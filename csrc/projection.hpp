@@ -1,0 +1,137 @@
+// The input side of a layer-direction: everything that has no recurrence.
+//
+// Forward:  Gx[s, r] = x[time(s, r), row(r)] · W_ihᵀ, one GEMM over many steps.
+// Backward: dW_ih += Σ dG[s, r]ᵀ x[time(s, r), row(r)] and dx[...] = dG · W_ih,
+//           also GEMMs over many steps, after the time loop.
+// Gx and dG live in step layout (steps, B, GH) with rows in schedule order.
+// When the schedule is the identity, x is used in place; otherwise x's rows
+// are gathered chunk by chunk, so the extra memory is bounded.
+#pragma once
+
+#include "parallel.hpp"
+#include "schedule.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace fastrnn {
+
+// Rows per GEMM chunk: large enough for GEMM efficiency, small enough that
+// inference memory does not grow with T.
+constexpr Index kChunkRows = 4096;
+
+inline Index chunk_steps(Index B) {
+    return std::max<Index>(1, kChunkRows / std::max<Index>(B, 1));
+}
+
+// x rows of steps [s0, s1) in schedule order; rows no step visits are zero.
+template <typename S>
+void gather_steps(const Dims& d, const S* x, const Schedule& sch, Index s0, Index s1, S* buf) {
+    const Index B = d.B, I = d.I;
+    std::fill_n(buf, (s1 - s0) * B * I, S(0));
+    for (Index s = s0; s < s1; ++s)
+        for (Index r = 0; r < sch.active(s); ++r)
+            std::copy_n(x + (sch.time(s, r) * B + sch.row(r)) * I, I, buf + ((s - s0) * B + r) * I);
+}
+
+template <typename S>
+class InputProjection {
+public:
+    // full: (steps, B, GH) destination kept by the caller (training), or null
+    // to compute chunks on demand into a bounded buffer (inference).
+    InputProjection(const Dims& d, const S* x, const S* w_ih, Index GH, const Schedule& sch, S* full)
+        : d_(d), x_(x), w_(w_ih), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
+        if (full_) {
+            for (Index s0 = 0; s0 < sch_.steps(); s0 += chunk_)
+                compute(s0, std::min(sch_.steps(), s0 + chunk_), full_ + s0 * d_.B * GH_);
+        } else {
+            buf_.resize(std::min(chunk_, sch_.steps()) * d_.B * GH_);
+        }
+    }
+
+    // Step s's (B, GH) block; steps must be asked for in increasing order.
+    S* step(Index s) {
+        if (full_) return full_ + s * d_.B * GH_;
+        if (s >= s1_) {
+            s0_ = s;
+            s1_ = std::min(sch_.steps(), s + chunk_);
+            compute(s0_, s1_, buf_.data());
+        }
+        return buf_.data() + (s - s0_) * d_.B * GH_;
+    }
+
+private:
+    void compute(Index s0, Index s1, S* dst) {
+        const Index rows = (s1 - s0) * d_.B;
+        if (sch_.identity()) {
+            gemm_nt(x_ + s0 * d_.B * d_.I, w_, dst, rows, GH_, d_.I, false);
+        } else {
+            xbuf_.resize(rows * d_.I);
+            gather_steps(d_, x_, sch_, s0, s1, xbuf_.data());
+            gemm_nt(xbuf_.data(), w_, dst, rows, GH_, d_.I, false);
+        }
+    }
+
+    Dims d_;
+    const S* x_;
+    const S* w_;
+    Index GH_;
+    const Schedule& sch_;
+    S* full_;
+    Index chunk_;
+    Index s0_ = 0, s1_ = 0;
+    std::vector<S> buf_, xbuf_;
+};
+
+// Input gradients for the gate block [g0, g0 + cols) of W_ih:
+//   dw_ih[g0:g0+cols] = Σ dGᵀ x     dx (+)= dG · W_ih[g0:g0+cols]
+// dG: (steps, B, ·) step layout with row stride ldg; rows of inactive
+// (step, sequence) pairs must be zero. dx must be zeroed by the caller when
+// the schedule is not the identity (padded positions get no gradient).
+template <typename S>
+void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sch, const S* dG,
+                    Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx) {
+    const Index B = d.B, I = d.I, steps = sch.steps();
+    const S* w = w_ih + g0 * I;
+    S* dw = dw_ih + g0 * I;
+    if (sch.identity()) {
+        gemm_tn(dG, x, dw, cols, I, steps * B, false, ldg);
+        gemm_nn(dG, w, dx, steps * B, I, cols, accumulate_dx, ldg);
+        return;
+    }
+    std::fill_n(dw, cols * I, S(0));
+    const Index chunk = chunk_steps(B);
+    std::vector<S> xbuf, dxbuf;
+    for (Index s0 = 0; s0 < steps; s0 += chunk) {
+        const Index s1 = std::min(steps, s0 + chunk), rows = (s1 - s0) * B;
+        const S* g = dG + s0 * B * ldg;
+        xbuf.resize(rows * I);
+        dxbuf.resize(rows * I);
+        gather_steps(d, x, sch, s0, s1, xbuf.data());
+        gemm_tn(g, xbuf.data(), dw, cols, I, rows, true, ldg);
+        gemm_nn(g, w, dxbuf.data(), rows, I, cols, false, ldg);
+        for (Index s = s0; s < s1; ++s)
+            for (Index r = 0; r < sch.active(s); ++r) {
+                ArrMap<S> dst(dx + (sch.time(s, r) * B + sch.row(r)) * I, I);
+                ConstArrMap<S> src(dxbuf.data() + ((s - s0) * B + r) * I, I);
+                if (accumulate_dx)
+                    dst += src;
+                else
+                    dst = src;
+            }
+    }
+}
+
+// Writes row r of step s into out (T, B, H) at (time(s, r), row(r)).
+template <typename S>
+inline void write_output(const Schedule& sch, Index s, Index r, const S* h, S* out, Index B, Index H) {
+    std::copy_n(h, H, out + (sch.time(s, r) * B + sch.row(r)) * H);
+}
+
+// Row r's d_out at step s, read from (T, B, H).
+template <typename S>
+inline const S* read_output(const Schedule& sch, Index s, Index r, const S* d_out, Index B, Index H) {
+    return d_out + (sch.time(s, r) * B + sch.row(r)) * H;
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,78 @@
+// The order in which a layer-direction visits (time, sequence) pairs.
+//
+// Sequences are kept in "sorted" order inside the kernels: rows sorted by
+// length, longest first (stable), so at step s the sequences still running
+// are rows [0, active(s)) and every recurrent GEMM runs on a contiguous
+// prefix of the state — padded steps cost nothing. Without lengths the order
+// is the identity. Row r of step s reads and writes time index time(s, r):
+// s going forward, lengths[r]-1-s in reverse (DESIGN §3).
+#pragma once
+
+#include "common.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+namespace fastrnn {
+
+class Schedule {
+public:
+    // lengths: (B) values in [0, T], or null meaning all T.
+    Schedule(Index T, Index B, const std::int64_t* lengths, bool reverse)
+        : T_(T), B_(B), reverse_(reverse), perm_(B), len_(B, T) {
+        std::iota(perm_.begin(), perm_.end(), Index(0));
+        if (lengths) {
+            std::stable_sort(perm_.begin(), perm_.end(),
+                             [&](Index a, Index b) { return lengths[a] > lengths[b]; });
+            for (Index r = 0; r < B; ++r) len_[r] = lengths[perm_[r]];
+        }
+        steps_ = B > 0 ? len_[0] : 0;
+        // active_[s] = number of rows with length > s; non-increasing in s.
+        active_.assign(steps_, 0);
+        for (Index r = 0; r < B; ++r)
+            for (Index s = 0; s < len_[r]; ++s) ++active_[s];
+        identity_ = !reverse;
+        for (Index r = 0; r < B && identity_; ++r)
+            identity_ = perm_[r] == r && len_[r] == T;
+    }
+
+    Index steps() const { return steps_; }         // steps with any row running
+    Index active(Index s) const { return active_[s]; }
+    Index row(Index r) const { return perm_[r]; }  // batch index of sorted row r
+    Index length(Index r) const { return len_[r]; }
+    Index time(Index s, Index r) const { return reverse_ ? len_[r] - 1 - s : s; }
+    bool padded() const { return steps_ < T_ || (B_ > 0 && len_[B_ - 1] < T_); }
+    // True when step s row r is exactly (time s, batch r) for all s, r.
+    bool identity() const { return identity_; }
+
+    // dst row r <- src row perm[r]   (batch order -> sorted order), rows of n.
+    template <typename S>
+    void gather(const S* src, S* dst, Index n) const {
+        for (Index r = 0; r < B_; ++r) std::copy_n(src + perm_[r] * n, n, dst + r * n);
+    }
+    // dst row perm[r] <- src row r   (sorted order -> batch order).
+    template <typename S>
+    void scatter(const S* src, S* dst, Index n) const {
+        for (Index r = 0; r < B_; ++r) std::copy_n(src + r * n, n, dst + perm_[r] * n);
+    }
+
+    // Step-layout (T, B, n) sorted rows -> time-layout (T, B, n) batch rows;
+    // positions no step visits are zero.
+    template <typename S>
+    void to_time_layout(const S* step, S* time, Index n) const {
+        std::fill_n(time, T_ * B_ * n, S(0));
+        for (Index s = 0; s < steps_; ++s)
+            for (Index r = 0; r < active_[s]; ++r)
+                std::copy_n(step + (s * B_ + r) * n, n, time + (this->time(s, r) * B_ + perm_[r]) * n);
+    }
+
+private:
+    Index T_, B_;
+    bool reverse_;
+    bool identity_;
+    Index steps_;
+    std::vector<Index> perm_, len_, active_;
+};
+
+}  // namespace fastrnn

@@ -1,0 +1,303 @@
+"""Small NumPy building blocks around the recurrent layers: `Dense`, `Embedding`, losses.
+
+They follow the layer convention (python/fastrnn/layers.py):
+
+- `block.params` and `block.grads`: dicts name -> ndarray with the same names and shapes;
+  `backward` *adds* into `grads` until `zero_grad()` (so gradients of several
+  backward passes accumulate, as in PyTorch);
+- `y = block(x)` runs forward; in training mode (the default, `train()`) it keeps the
+  cache that `backward` needs, `eval()` or `block(x, training=False)` keeps nothing;
+- `dx = block.backward(d_y)` returns the gradient with respect to the input and
+  consumes the cache (a second backward without a new forward raises `ValueError`);
+  one cache is kept, so a block applied twice in one forward pass needs two blocks
+  (or one call on the concatenated input);
+- `dtype` float32 (default) or float64; `seed`: None, an int or a `numpy.random.Generator`.
+
+Losses are plain functions returning `(loss, d_input)`, `loss` a Python float.
+
+Dimension key: B batch, T time, F / I input features, O output features, C classes,
+"..." any leading axes (so `Dense` is time-distributed over (T, B, F) as well).
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["Module", "Dense", "Embedding", "softmax_cross_entropy", "mse", "as_generator"]
+
+_DTYPES = (np.float32, np.float64)
+
+
+def as_generator(seed):
+    """`seed` (None, an int or a numpy.random.Generator) as a Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
+                    f"got {type(seed).__name__}")
+
+
+def _check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _check_size(name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_float_input(name, a, dtype, last_dim=None, shape=None):
+    """`a` must be an ndarray of exactly `dtype` (nothing is converted silently)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype.name}, "
+                        f"got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype.name} (the block's dtype), got "
+                        f"{a.dtype}; convert with .astype(np.{dtype.name})")
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (the forward output's "
+                         f"shape), got {a.shape}")
+    if last_dim is not None and (a.ndim < 1 or a.shape[-1] != last_dim):
+        raise ValueError(f"{name} must have shape (..., {last_dim}) (last axis = "
+                         f"in_features), got {a.shape}")
+    return a
+
+
+class Module:
+    """Base of the blocks: train()/eval(), zero_grad(), the one-entry forward cache."""
+
+    training = True
+
+    def train(self, mode=True):
+        """Training mode: forward keeps what backward needs. Returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode: forward keeps nothing. Returns self."""
+        return self.train(False)
+
+    def zero_grad(self):
+        """Set every gradient in `grads` to zero (in place)."""
+        for g in self.grads.values():
+            g.fill(0)
+
+    def _is_training(self, training):
+        if training is None:
+            return self.training
+        if not isinstance(training, (bool, np.bool_)):
+            raise TypeError(f"training must be None or a bool, got {type(training).__name__}")
+        return bool(training)
+
+    def _take_cache(self):
+        cache, self._cache = getattr(self, "_cache", None), None
+        if cache is None:
+            raise ValueError(f"{type(self).__name__}.backward: no cached forward pass; call "
+                             "the block in training mode (training=True or .train()) before "
+                             "backward, once per backward")
+        return cache
+
+
+class Dense(Module):
+    """Affine map on the last axis: `y = x @ weight.T + bias`, x (..., I) -> y (..., O).
+
+    Applied to (T, B, I) it is the same map at every time step (time-distributed).
+    Parameters `weight` (O, I) and `bias` (O,), initialised as `torch.nn.Linear`:
+    U(-1/sqrt(I), 1/sqrt(I)).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, seed=None):
+        self.in_features = _check_size("in_features", in_features)
+        self.out_features = _check_size("out_features", out_features)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+        self.dtype = _check_dtype(dtype)
+        rng = as_generator(seed)
+        k = 1.0 / np.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        self.params = {"weight": rng.uniform(-k, k, shape).astype(self.dtype)}
+        if bias:
+            self.params["bias"] = rng.uniform(-k, k, (self.out_features,)).astype(self.dtype)
+        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
+        self._cache = None
+
+    def __repr__(self):
+        return (f"Dense({self.in_features}, {self.out_features}, "
+                f"bias={'bias' in self.params}, dtype={self.dtype.name})")
+
+    def __call__(self, x, training=None):
+        x = _check_float_input("x", x, self.dtype, last_dim=self.in_features)
+        y = x @ self.params["weight"].T
+        if "bias" in self.params:
+            y += self.params["bias"]
+        self._cache = x if self._is_training(training) else None
+        return y
+
+    def backward(self, d_y):
+        """Gradient w.r.t. x (..., I) from `d_y` (..., O); adds dweight, dbias to grads."""
+        x = self._take_cache()
+        d_y = _check_float_input("d_y", d_y, self.dtype,
+                                 shape=x.shape[:-1] + (self.out_features,))
+        d2 = d_y.reshape(-1, self.out_features)
+        self.grads["weight"] += d2.T @ x.reshape(-1, self.in_features)
+        if "bias" in self.params:
+            self.grads["bias"] += d2.sum(axis=0)
+        return d_y @ self.params["weight"]
+
+
+class Embedding(Module):
+    """Lookup table: integer indices (...) -> rows of `weight` (num_embeddings, dim), (..., dim).
+
+    Initialised N(0, 1) as `torch.nn.Embedding`. With `padding_idx`, that row starts at zero
+    and gets no gradient. `backward(d_y)` adds to `grads["weight"]` and returns None
+    (indices have no gradient).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *,
+                 dtype=np.float32, seed=None):
+        self.num_embeddings = _check_size("num_embeddings", num_embeddings)
+        self.embedding_dim = _check_size("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if (not isinstance(padding_idx, numbers.Integral) or isinstance(padding_idx, bool)
+                    or not -self.num_embeddings <= padding_idx < self.num_embeddings):
+                raise ValueError(f"padding_idx must be None or an int in "
+                                 f"[{-self.num_embeddings}, {self.num_embeddings}), "
+                                 f"got {padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        self.dtype = _check_dtype(dtype)
+        rng = as_generator(seed)
+        w = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.params = {"weight": w}
+        self.grads = {"weight": np.zeros_like(w)}
+        self._cache = None
+
+    def __repr__(self):
+        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
+                f"padding_idx={self.padding_idx}, dtype={self.dtype.name})")
+
+    def __call__(self, indices, training=None):
+        idx = np.asarray(indices)
+        if idx.dtype == np.bool_ or idx.dtype.kind not in "iu":
+            raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise ValueError(f"indices must lie in [0, {self.num_embeddings}) "
+                             f"(num_embeddings), got values from {idx.min()} to {idx.max()}")
+        self._cache = idx.copy() if self._is_training(training) else None
+        return self.params["weight"][idx]
+
+    def backward(self, d_y):
+        """Scatter-add `d_y` (..., dim) into the rows that were looked up; returns None."""
+        idx = self._take_cache()
+        d_y = _check_float_input("d_y", d_y, self.dtype,
+                                 shape=idx.shape + (self.embedding_dim,))
+        flat = idx.reshape(-1)
+        d2 = d_y.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat != self.padding_idx
+            flat, d2 = flat[keep], d2[keep]
+        np.add.at(self.grads["weight"], flat, d2)
+        return None
+
+
+def _float_array(name, a):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, "
+                        f"got {type(a).__name__}")
+    if a.dtype not in _DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    return a
+
+
+def _check_mask(mask, shape, dtype):
+    """Mask (shape) of bools or non-negative finite weights, as `dtype`."""
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask must have shape {tuple(shape)} (the shape of targets), "
+                         f"got {m.shape}")
+    if m.dtype != np.bool_ and m.dtype.kind not in "iuf":
+        raise TypeError(f"mask must hold bools or non-negative numbers, got dtype {m.dtype}")
+    m = m.astype(dtype)
+    if m.size and (not np.all(np.isfinite(m)) or m.min() < 0):
+        raise ValueError("mask must hold bools or finite non-negative weights, "
+                         f"got values from {m.min()} to {m.max()}")
+    return m
+
+
+def softmax_cross_entropy(logits, targets, mask=None):
+    """Mean cross-entropy of softmax(logits) against integer class targets.
+
+    logits (..., C) float32/float64; targets (...) integers in [0, C); mask (...) optional,
+    bools (True = counts) or non-negative weights. The loss is the mean of -log p[target]
+    over the counted positions, `sum(mask * nll) / sum(mask)`; positions where the mask is
+    0 (padding) may hold any target value and get zero gradient. Returns
+    `(loss, d_logits)` with `d_logits` of the logits' shape and dtype. When nothing is
+    counted the loss is 0.0 and the gradient zero.
+    """
+    logits = _float_array("logits", logits)
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must have shape (..., C) with C >= 1, got {logits.shape}")
+    C = logits.shape[-1]
+    t = np.asarray(targets)
+    if t.dtype == np.bool_ or t.dtype.kind not in "iu":
+        raise TypeError(f"targets must be an integer array of class indices, "
+                        f"got dtype {t.dtype}")
+    if t.shape != logits.shape[:-1]:
+        raise ValueError(f"targets must have shape {logits.shape[:-1]} (logits.shape[:-1]), "
+                         f"got {t.shape}")
+    m = None if mask is None else _check_mask(mask, t.shape, logits.dtype)
+    counted = t if m is None else t[m > 0]
+    if counted.size and (counted.min() < 0 or counted.max() >= C):
+        raise ValueError(f"targets must lie in [0, {C}) (C = logits.shape[-1]) where counted, "
+                         f"got values from {counted.min()} to {counted.max()}")
+    t = np.where(m > 0, t, 0) if m is not None else t
+
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    ti = t[..., None].astype(np.intp)
+    nll = -np.take_along_axis(logp, ti, axis=-1)[..., 0]
+    grad = np.exp(logp)                      # softmax(logits) - onehot(targets):
+    np.put_along_axis(grad, ti, np.take_along_axis(grad, ti, axis=-1) - 1, axis=-1)
+    if m is None:
+        n = nll.size
+        if n == 0:
+            return 0.0, np.zeros_like(logits)
+        loss = float(nll.sum(dtype=np.float64) / n)
+        d = grad / logits.dtype.type(n)
+    else:
+        total = float(m.sum(dtype=np.float64))
+        if total == 0:
+            return 0.0, np.zeros_like(logits)
+        loss = float((m * nll).sum(dtype=np.float64) / total)
+        d = grad * (m / logits.dtype.type(total))[..., None]
+    return loss, d.astype(logits.dtype, copy=False)
+
+
+def mse(pred, target):
+    """Mean squared error `mean((pred - target)**2)` over all elements.
+
+    pred float32/float64 (any shape); target of the same shape (any real dtype, converted to
+    pred's). Returns `(loss, d_pred)` with `d_pred = 2 (pred - target) / pred.size`.
+    """
+    pred = _float_array("pred", pred)
+    target = np.asarray(target)
+    if target.dtype == np.bool_ or target.dtype.kind not in "iuf":
+        raise TypeError(f"target must hold real numbers, got dtype {target.dtype}")
+    if target.shape != pred.shape:
+        raise ValueError(f"target must have shape {pred.shape} (the shape of pred), "
+                         f"got {target.shape}")
+    if pred.size == 0:
+        return 0.0, np.zeros_like(pred)
+    diff = pred - target.astype(pred.dtype, copy=False)
+    loss = float(np.mean(np.square(diff, dtype=np.float64)))
+    return loss, (diff * pred.dtype.type(2.0 / pred.size)).astype(pred.dtype, copy=False)

@@ -1,0 +1,52 @@
+"""The benchmark suite runs end to end on a tiny shape and writes the promised JSON."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import fastrnn
+
+RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def test_suite_runs_and_validates_every_backend(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(fastrnn.__file__).resolve().parents[1]))
+    cmd = [sys.executable, str(RUN), "--quick", "--shapes", "none", "--shape", "tiny=6,3,5,4",
+           "--gemm", "256", "--memory", "50,2,4,4", "--json", str(out)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "fastrnn benchmark suite" in run.stdout and "tiny" in run.stdout
+    doc = json.loads(out.read_text())
+
+    meta = doc["meta"]
+    assert meta["threads"] == [1] and meta["quick"] is True
+    assert meta["cpu"]["model"] and meta["blas"]["libraries"]
+    assert set(doc["backends"]) == {"reference", "fastrnn", "torch", "onnxruntime"}
+    present = {name for name, info in doc["backends"].items() if info["available"]}
+    for name, info in doc["backends"].items():
+        assert info["available"] or info["reason"]
+    assert doc["roofline"]["1"]["gflops"] > 0
+
+    rows = doc["results"]
+    assert {(r["cell"], r["mode"]) for r in rows} == {
+        (c, m) for c in ("lstm", "gru", "rnn") for m in ("inference", "training")}
+    for row in rows:
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[row["cell"]]
+        assert row["shape"] == {"name": "tiny", "T": 6, "B": 3, "I": 5, "H": 4}
+        assert row["flops"] == 2 * 6 * 3 * (5 + 4) * gates * 4 * (3 if row["mode"] == "training" else 1)
+        expected = present if row["mode"] == "inference" else present - {"onnxruntime"}
+        assert set(row["backends"]) == expected
+        for name, r in row["backends"].items():
+            assert r["validation"]["ok"], (name, row["cell"], row["mode"], r["validation"])
+            assert 0 < r["min_ms"] <= r["q1_ms"] <= r["median_ms"] <= r["q3_ms"] <= r["max_ms"]
+            assert r["n"] >= 3 and r["gflops"] > 0 and r["roofline_share"] > 0
+        if "fastrnn" in present:
+            assert set(row["speedup"]) == expected - {"fastrnn"}
+
+    mem = doc["memory"]
+    assert mem["shape"]["T"] == 50 and len(mem["runs"]) == 1
+    run0 = mem["runs"][0]
+    assert run0["backend"] == ("fastrnn" if "fastrnn" in present else "reference")
+    assert run0["peak_rise_mib"] >= 0 and run0["output_mib"] > 0
