@@ -55,8 +55,8 @@ def table(doc):
         for name in cols:
             r = row["backends"].get(name)
             width = 22 + (6 if name == PRIMARY else 7 if has_primary else 0)
-            if r is None:
-                line += f"{'—':>{width}} |"
+            if r is None or "error" in r:
+                line += f"{'—' if r is None else 'ERROR!':>{width}} |"
                 continue
             flag = " " if r["validation"]["ok"] else "!"
             spread = 100 * (r["q3_ms"] - r["q1_ms"]) / r["median_ms"]
@@ -64,7 +64,8 @@ def table(doc):
             if name == PRIMARY:
                 line += f" {100 * r['roofline_share']:4.0f}%"
             elif has_primary:
-                line += f" {row['speedup'][name]:5.2f}×"
+                speedup = row["speedup"].get(name)
+                line += f" {speedup:5.2f}×" if speedup else "      ?"
             line += " |"
         lines.append(line)
     return "\n".join(lines)
@@ -78,14 +79,22 @@ def legend(doc):
                  "× = fastrnn's speedup over that backend (its median / fastrnn's)")
     else:
         text += f"\n         no speedups: {PRIMARY} is absent"
-    return text + "\n         ! = output or gradients differ from the reference (listed below)"
+    return text + ("\n         ! = output or gradients differ from the reference, ERROR! = the "
+                   "call raised (both listed below)")
+
+
+def all_valid(doc):
+    return all(r["validation"]["ok"] for row in doc["results"] for r in row["backends"].values())
 
 
 def failures(doc):
     lines = []
     for row in doc["results"]:
         for name, r in row["backends"].items():
-            if not r["validation"]["ok"]:
+            if "error" in r:
+                lines.append(f"  ! {name} {row['cell']} {row['shape']['name']} {row['mode']} "
+                             f"{row['threads']}T raised {r['error']}")
+            elif not r["validation"]["ok"]:
                 errs = ", ".join(f"{k} {v:.2g}" for k, v in r["validation"]["errors"].items())
                 lines.append(f"  ! {name} {row['cell']} {row['shape']['name']} {row['mode']} "
                              f"{row['threads']}T: relative error {errs} "
@@ -98,7 +107,7 @@ def failures(doc):
 
 def memory(doc):
     if not doc["memory"]:
-        return "peak memory: not measured"
+        return "peak memory: skipped (--no-memory)"
     m = doc["memory"]
     s = m["shape"]
     lines = [f"peak memory of one {m['cell']} inference, T={s['T']} B={s['B']} I={s['I']} "

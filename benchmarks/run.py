@@ -116,20 +116,40 @@ def run_row(backends, bound, oracle, problem, mode, threads, roofline, args):
         fn = bound[b.name].get(mode)
         if fn is None:
             continue
-        if b.name == "reference" and mode == "training":
-            check = {"ok": True, "errors": {}, "oracle": True}
-        else:
-            check = harness.validate(fn(), oracle, mode)
-        r = harness.measure(fn, args.warmup, args.repeats, args.budget)
+        try:
+            if b.name == "reference" and mode == "training":
+                check = {"ok": True, "errors": {}, "oracle": True}
+            else:
+                check = harness.validate(fn(), oracle, mode)
+            r = harness.measure(fn, args.warmup, args.repeats, args.budget)
+        except Exception as err:     # one failing backend must not stop the others
+            row["backends"][b.name] = failed(err)
+            continue
         r["gflops"] = row["flops"] / r["median_ms"] / 1e6
         r["roofline_share"] = r["gflops"] / roofline
         r["validation"] = check
         row["backends"][b.name] = r
     primary = row["backends"].get(report.PRIMARY)
-    if primary:
+    if primary and "error" not in primary:
         row["speedup"] = {name: r["median_ms"] / primary["median_ms"]
-                          for name, r in row["backends"].items() if name != report.PRIMARY}
+                          for name, r in row["backends"].items()
+                          if name != report.PRIMARY and "error" not in r}
     return row
+
+
+def failed(err):
+    """The entry of a backend whose call raised: reported, never timed."""
+    return {"error": f"{type(err).__name__}: {err}", "validation": {"ok": False, "errors": {}}}
+
+
+def bind(backend, problem, threads):
+    """The backend's callables; ones that raise the binding error when it could not bind."""
+    try:
+        return backend.bind(problem, threads)
+    except Exception as err:
+        def raise_it(err=err):
+            raise err
+        return {mode: raise_it for mode in backend.modes}
 
 
 def run_grid(backends, args, doc, torch):
@@ -143,7 +163,7 @@ def run_grid(backends, args, doc, torch):
             for shape in args.shapes:
                 for cell in args.cells:
                     problem = cases.make_problem(cell, shape)
-                    bound = {b.name: b.bind(problem, threads) for b in backends}
+                    bound = {b.name: bind(b, problem, threads) for b in backends}
                     oracle = bound["reference"]["training"]()
                     for mode in args.modes:
                         doc["results"].append(run_row(backends, bound, oracle, problem, mode,
@@ -208,4 +228,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if report.all_valid(main()) else 1)
