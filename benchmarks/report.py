@@ -25,7 +25,8 @@ def header(doc):
         f"timing:  {m['timing']}",
         f"load:    average {m['load_average']['start']:.2f} at the start, "
         f"{m['load_average']['end']:.2f} at the end (1-minute; much above 0 at the start "
-        "means other processes share the cores and the times are noisy)",
+        "means other processes share the cores and the times are noisy)"
+        + ("  <-- WARNING: busy machine" if m["load_average"]["start"] > 1 else ""),
         f"FLOPs:   {m['flops']}",
     ]
     for name, info in doc["backends"].items():

@@ -36,7 +36,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"short run: shapes {QUICK['shapes']}, {QUICK['threads']} thread, "
-                        f"≤{QUICK['repeats']} repeats, smaller memory run, memory for fastrnn only")
+                        f"≤{QUICK['repeats']} repeats, a smaller memory run for fastrnn only")
     p.add_argument("--shapes", help="comma list of grid shapes, or 'none' "
                    f"(grid: {', '.join(f'{s.name}={s.dims()}' for s in cases.GRID)})")
     p.add_argument("--shape", action="append", default=[], metavar="[NAME=]T,B,I,H",
@@ -173,9 +173,13 @@ def run_grid(backends, args, doc, torch):
 
 
 def run_memory(backends, args, doc):
-    names = [b.name for b in backends]
+    """fastrnn and the peers (quick: fastrnn only); the slow reference only stands in for an
+    absent fastrnn."""
+    names = [b.name for b in backends if b.name != "reference"]
+    if report.PRIMARY not in names:
+        names.insert(0, "reference")
     if args.quick:
-        names = [n for n in (report.PRIMARY, "reference") if n in names][:1]
+        names = names[:1]
     pythonpath = str(Path(fastrnn.__file__).resolve().parents[1])
     threads = max(args.threads)
     runs = []

@@ -47,6 +47,10 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     // Inference keeps gates in ga, apart from gh: the n gate still reads gh.
     std::vector<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : B * H);
     S* hs = train ? cache.hs : h_buf.data();
+    // reset_after: one product with all of W_hh; before: W_hr,z then W_hn.
+    PackedMatrix<S> w_rz_or_all, w_n;
+    w_rz_or_all.pack(w.w_hh, ResetAfter ? 3 : 2, H, H, H, false);
+    if (!ResetAfter) w_n.pack(w.w_hh + 2 * H * H, 1, H, H, H, false);
     sch.gather(h0, hs, H);
     const Index next = train ? B * H : 0;  // inference updates h in place
 
@@ -75,7 +79,7 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
             write_output(sch, s, r, hnew + r * H, out, B, H);
         };
         if constexpr (ResetAfter) {
-            gemm_nt(hp, w.w_hh, gh.data(), n, GH, H, false);
+            packed_gemm(hp, H, n, w_rz_or_all, gh.data(), GH, false);
             S* hn_cache = train ? cache.hn + s * B * H : nullptr;
             parallel_rows(n, GH, [&](Index r) {
                 ArrMap<S> ghn(gh.data() + r * GH + 2 * H, H);
@@ -85,12 +89,12 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
                 update(r, ghn.data());
             });
         } else {
-            gemm_nt(hp, w.w_hh, gh.data(), n, 2 * H, H, false, -1, GH);
+            packed_gemm(hp, H, n, w_rz_or_all, gh.data(), GH, false);
             parallel_rows(n, GH, [&](Index r) {
                 rz(r);
                 ArrMap<S>(q.data() + r * H, H) = ConstArrMap<S>(gates + r * GH, H) * ConstArrMap<S>(hp + r * H, H);
             });
-            gemm_nt(q.data(), w.w_hh + 2 * H * H, gh.data() + 2 * H, n, H, H, false, -1, GH);
+            packed_gemm(q.data(), H, n, w_n, gh.data() + 2 * H, GH, false);
             parallel_rows(n, GH, [&](Index r) { update(r, gh.data() + r * GH + 2 * H); });
         }
         if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
@@ -113,6 +117,10 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
     // dan: reset_after's n part as W_ih sees it. dq: reset before's dq scratch.
     std::vector<S> dG(steps * B * GH), dan(ResetAfter ? steps * B * H : 0), dq(ResetAfter ? 0 : B * H);
     std::vector<S> dh(B * H);
+    // Transposed for dh_prev = dG · W: all of W_hh (reset_after), or W_hr,z and W_hn.
+    PackedMatrix<S> wt_rz_or_all, wt_n;
+    wt_rz_or_all.pack(w.w_hh, 1, H, ResetAfter ? GH : 2 * H, H, true);
+    if (!ResetAfter) wt_n.pack(w.w_hh + 2 * H * H, 1, H, H, H, true);
     sch.gather(d_h_n, dh.data(), H);
     for (Index s = steps - 1; s >= 0; --s) {
         const Index n = sch.active(s);
@@ -141,17 +149,17 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
             });
             std::fill(dGs + n * GH, dGs + B * GH, S(0));
             std::fill(dan.data() + (s * B + n) * H, dan.data() + (s + 1) * B * H, S(0));
-            gemm_nn(dGs, w.w_hh, dh.data(), n, H, GH, true);
+            packed_gemm(dGs, GH, n, wt_rz_or_all, dh.data(), H, true);
         } else {
             parallel_rows(n, GH, common);
             std::fill(dGs + n * GH, dGs + B * GH, S(0));
-            gemm_nn(dGs + 2 * H, w.w_hh + 2 * H * H, dq.data(), n, H, H, false, GH);
+            packed_gemm(dGs + 2 * H, GH, n, wt_n, dq.data(), H, false);
             parallel_rows(n, GH, [&](Index r) {
                 ConstArrMap<S> rg(cache.gates + (s * B + r) * GH, H), h(hp + r * H, H), dqv(dq.data() + r * H, H);
                 ArrMap<S>(dGs + r * GH, H) = dqv * h * Sigmoid::df(rg);
                 ArrMap<S>(dh.data() + r * H, H) += dqv * rg;
             });
-            gemm_nn(dGs, w.w_hh, dh.data(), n, H, 2 * H, true, GH);
+            packed_gemm(dGs, GH, n, wt_rz_or_all, dh.data(), H, true);
         }
     }
     sch.scatter(dh.data(), g.dh0, H);

@@ -58,6 +58,8 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
     }
     S* hs = train ? cache.hs : h_buf.data();
     S* cs = train ? cache.cs : c_buf.data();
+    PackedMatrix<S> whh;
+    whh.pack(w.w_hh, 4, H, H, H, false);
     sch.gather(h0, hs, H);
     sch.gather(c0, cs, H);
     // Inference overwrites one state buffer in place; training writes slot s+1.
@@ -68,7 +70,7 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
         S *hp = hs + s * next, *hn = hp + next, *cp = cs + s * next, *cn = cp + next;
         S* gx = proj.step(s);
         S* gates = train ? gx : gh.data();
-        gemm_nt(hp, w.w_hh, gh.data(), n, GH, H, false);
+        packed_gemm(hp, H, n, whh, gh.data(), GH, false);
         parallel_rows(n, GH, [&](Index r) {
             lstm_step<S, Peep>(gx + r * GH, gh.data() + r * GH, bias.data(), w.peephole, cp + r * H,
                                gates + r * GH, cn + r * H, hn + r * H, H);
@@ -120,6 +122,8 @@ void lstm_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedul
                    const LSTMGradsOut<S>& g) {
     const Index B = d.B, H = d.H, GH = 4 * H, steps = sch.steps();
     std::vector<S> dG(steps * B * GH), dh(B * H), dc(B * H);
+    PackedMatrix<S> whh_t;  // dh_prev = dG · W_hh
+    whh_t.pack(w.w_hh, 1, H, GH, H, true);
     sch.gather(d_h_n, dh.data(), H);
     sch.gather(d_c_n, dc.data(), H);
     for (Index s = steps - 1; s >= 0; --s) {
@@ -133,7 +137,7 @@ void lstm_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedul
                                         dGs + r * GH, H);
         });
         std::fill(dGs + n * GH, dGs + B * GH, S(0));
-        gemm_nn(dGs, w.w_hh, dh.data(), n, H, GH, false);
+        packed_gemm(dGs, GH, n, whh_t, dh.data(), H, false);
     }
     sch.scatter(dh.data(), g.dh0, H);
     sch.scatter(dc.data(), g.dc0, H);

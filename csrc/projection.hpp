@@ -8,7 +8,7 @@
 // are gathered chunk by chunk, so the extra memory is bounded.
 #pragma once
 
-#include "parallel.hpp"
+#include "packed_gemm.hpp"
 #include "schedule.hpp"
 
 #include <algorithm>

@@ -22,13 +22,15 @@ void rnn_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     InputProjection<S> proj(d, x, w.w_ih, H, sch, train ? hs_cache + B * H : nullptr);
     std::vector<S> gh(B * H), h_buf(train ? 0 : B * H);
     S* hs = train ? hs_cache : h_buf.data();
+    PackedMatrix<S> whh;
+    whh.pack(w.w_hh, 1, H, H, H, false);
     sch.gather(h0, hs, H);
     const Index next = train ? B * H : 0;
     for (Index s = 0; s < sch.steps(); ++s) {
         const Index n = sch.active(s);
         S *hp = hs + s * next, *hnew = hp + next;
         const S* gx = proj.step(s);
-        gemm_nt(hp, w.w_hh, gh.data(), n, H, H, false);
+        packed_gemm(hp, H, n, whh, gh.data(), H, false);
         parallel_rows(n, H, [&](Index r) {
             ArrMap<S>(hnew + r * H, H) = Act::f(ConstArrMap<S>(gx + r * H, H) + ConstArrMap<S>(gh.data() + r * H, H) +
                                                 ConstArrMap<S>(bias.data(), H));
@@ -46,6 +48,8 @@ void rnn_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
                   const S* d_out, const S* d_h_n, const GradsOut<S>& g) {
     const Index B = d.B, H = d.H, steps = sch.steps();
     std::vector<S> dG(steps * B * H), dh(B * H);
+    PackedMatrix<S> whh_t;  // dh_prev = dG · W_hh
+    whh_t.pack(w.w_hh, 1, H, H, H, true);
     sch.gather(d_h_n, dh.data(), H);
     for (Index s = steps - 1; s >= 0; --s) {
         const Index n = sch.active(s);
@@ -56,7 +60,7 @@ void rnn_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
                                         Act::df(ConstArrMap<S>(hs + ((s + 1) * B + r) * H, H));
         });
         std::fill(dGs + n * H, dGs + B * H, S(0));
-        gemm_nn(dGs, w.w_hh, dh.data(), n, H, H, false);
+        packed_gemm(dGs, H, n, whh_t, dh.data(), H, false);
     }
     sch.scatter(dh.data(), g.dh0, H);
     gemm_tn(dG.data(), hs, g.dw_hh, H, H, steps * B, false);

@@ -98,7 +98,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", metavar="PNG", help="save accuracy by sequence length")
     args = ap.parse_args(argv)
-    epochs = args.epochs or (2 if args.quick else 8)
+    epochs = args.epochs or (2 if args.quick else 4)
     n_train = args.train_size or (4000 if args.quick else 10000)
 
     rng = np.random.default_rng(args.seed)

@@ -213,7 +213,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", metavar="PNG", help="save an attention map to this file")
     args = ap.parse_args(argv)
-    steps = args.steps or (500 if args.quick else 3000)
+    steps = args.steps or (700 if args.quick else 3000)
 
     rng = np.random.default_rng(args.seed)
     test = make_strings(np.random.default_rng(args.seed + 1000), 1000, args.min_len,

@@ -150,6 +150,14 @@ def test_load_state_dict_accepts_torch_tensors():
 
 # -- Keras 3 -------------------------------------------------------------------------------
 
+def keras_test(f):
+    """Mark a Keras test; Keras 3.15 on the torch backend with NumPy 2 emits a
+    DeprecationWarning about __array__(copy=...) inside get_weights, not ours."""
+    f = pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")(f)
+    return pytest.mark.keras(f)
+
+
 @pytest.fixture(scope="module")
 def keras():
     os.environ["KERAS_BACKEND"] = "torch"     # before the first import of keras
@@ -178,7 +186,7 @@ def randomise(layer, rng):
                        for w in layer.get_weights()])
 
 
-@pytest.mark.keras
+@keras_test
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("cell", list(KERAS_CELLS))
@@ -219,7 +227,7 @@ def test_keras_round_trip(keras, cell, bidirectional, use_bias):
     np.testing.assert_array_equal(np.asarray(fresh(x)[0].detach().cpu()), k_out)
 
 
-@pytest.mark.keras
+@keras_test
 @pytest.mark.parametrize("cell", list(KERAS_CELLS))
 def test_to_keras_from_a_fastrnn_layer_with_both_biases(keras, cell):
     """A layer trained in fastrnn has b_ih and b_hh; Keras gets their sum (or both rows of
@@ -237,7 +245,7 @@ def test_to_keras_from_a_fastrnn_layer_with_both_biases(keras, cell):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.keras
+@keras_test
 def test_keras_float64_layer(keras):
     rng = np.random.default_rng(9)
     k = keras.layers.GRU(H, return_sequences=True, dtype="float64")
@@ -252,7 +260,7 @@ def test_keras_float64_layer(keras):
                                rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.keras
+@keras_test
 def test_keras_unsupported_options(keras):
     L = keras.layers
     x = np.zeros((1, 2, I), np.float32)
@@ -277,6 +285,7 @@ def test_keras_unsupported_options(keras):
     with pytest.raises(ValueError, match="build the layer first"):
         from_keras(L.LSTM(H))
     with pytest.raises(ValueError, match="forward and backward layers differ"):
-        from_keras(built(L.Bidirectional(L.LSTM(H), backward_layer=L.LSTM(H + 1, go_backwards=True))))
+        from_keras(built(L.Bidirectional(
+            L.LSTM(H), backward_layer=L.LSTM(H + 1, go_backwards=True))))
     with pytest.raises(TypeError, match="got Dense"):
         from_keras(L.Dense(3))

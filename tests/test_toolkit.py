@@ -273,7 +273,7 @@ def test_adam_two_steps_by_hand():
     # v2 = 0.999*0.001 + 0.001 = 0.001999, v_hat = 0.001999 / (1 - 0.998001) = 1
     # so step 2 moves w by +lr/19 (after step 1 moved it by -lr).
     m = Param(w=[0.0])
-    opt = optim.Adam(m, lr=0.1, betas=(0.9, 0.999), eps=0.0 + 1e-12)
+    opt = optim.Adam(m, lr=0.1, betas=(0.9, 0.999), eps=1e-12)
     m.grads["w"][:] = 1.0
     opt.step()
     close(m.params["w"], [-0.1], "step 1")

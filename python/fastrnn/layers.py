@@ -200,11 +200,13 @@ class _RNNBase(Module):
         """Run the layer; see the class docstring for shapes. `training` (None = the
         `training` attribute) keeps the backward cache and applies dropout."""
         training = self._is_training(training)
-        if not isinstance(x, np.ndarray) or x.ndim != 3:
-            order = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-            raise ValueError(f"x must be a rank-3 numpy.ndarray {order}, got {got} (for one "
-                             "sequence add a batch axis of 1)")
+        order = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray {order} of dtype {self.dtype.name}, "
+                            f"got {type(x).__name__}")
+        if x.ndim != 3:
+            raise ValueError(f"x must be a rank-3 numpy.ndarray {order}, got shape {x.shape} "
+                             "(for one sequence add a batch axis of 1)")
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
         order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         x = self._check_array("x", x, x.shape[:2] + (self.input_size,), order)
@@ -212,7 +214,8 @@ class _RNNBase(Module):
             try:
                 lengths = check_lengths(lengths, T, B)
             except ValueError as e:          # name the time axis the caller used
-                raise ValueError(str(e).replace("x.shape[0]", f"x.shape[{int(self.batch_first)}]")) from None
+                axis = f"x.shape[{int(self.batch_first)}]"
+                raise ValueError(str(e).replace("x.shape[0]", axis)) from None
         states0 = self._check_states("{}_0", hx, B)
         self._check_params()
 
@@ -238,7 +241,8 @@ class _RNNBase(Module):
                     f.append(s)
             y = outs[0] if D == 1 else np.concatenate(outs, axis=2)
             mask = None
-            if training and layer < L - 1 and (self.dropout > 0 or self._dropout_masks is not None):
+            dropout = self.dropout > 0 or self._dropout_masks is not None
+            if training and dropout and layer < L - 1:
                 mask = self._dropout_mask(layer, y.shape)
                 y = y * mask
             caches.append(layer_caches)
@@ -298,8 +302,8 @@ class _RNNBase(Module):
             d_in = None
             for direction in range(D):
                 i = layer * D + direction
-                d_y_dir = d_y if d_y is None or D == 1 else d_y[:, :, direction * H:(direction + 1) * H]
-                g = backward(cache["caches"][layer][direction], d_y_dir,
+                d_half = d_y if d_y is None or D == 1 else d_y[:, :, direction * H:][:, :, :H]
+                g = backward(cache["caches"][layer][direction], d_half,
                              *(None if d is None else d[i] for d in d_states))
                 d_in = g.dx if d_in is None else d_in + g.dx
                 for d0, name in zip(d_states0, self._states):

@@ -1,0 +1,143 @@
+// C = A · Mᵀ with M packed once and reused for every time step.
+//
+// The recurrent product of each step, (n × H) · W_hhᵀ, is too small for a
+// general GEMM to amortise packing W_hh on every call; here W is packed once
+// per layer call into panels of NR = 2 SIMD packets of output columns,
+// K-contiguous, and each step runs an MR × NR register-blocked micro-kernel
+// that broadcasts A and streams the panel. M's rows come in G groups (the
+// gates) of H rows each; panels never straddle a group, so a panel is "units
+// [j·NR, j·NR + NR) of gate g".
+//
+// Each output element is computed by the same code with the same summation
+// order whatever the thread count (panels are split among threads, never K),
+// so the recurrent products are bit-identical across thread counts.
+#pragma once
+
+#include "parallel.hpp"
+
+#include <algorithm>
+
+namespace fastrnn {
+
+template <typename S>
+struct PacketInfo {
+    using P = typename Eigen::internal::packet_traits<S>::type;
+    static constexpr int L = Eigen::internal::unpacket_traits<P>::size;
+    static constexpr int NR = 2 * L;  // output columns per panel
+    static constexpr int MR = 6;      // rows of A per micro-kernel call
+};
+
+template <typename S>
+class PackedMatrix {
+public:
+    static constexpr int NR = PacketInfo<S>::NR;
+
+    // M (G·H, K): M[g·H + u, k] = src[(g·H + u)·ld + k] (row-major source), or
+    // with transpose, M[n, k] = src[k·ld + n] (M is a column block of src's transpose).
+    void pack(const S* src, Index G, Index H, Index K, Index ld, bool transpose) {
+        G_ = G, H_ = H, K_ = K;
+        per_group_ = (H + NR - 1) / NR;
+        data_.setZero(G * per_group_ * K * NR);
+        for (Index g = 0; g < G; ++g)
+            for (Index j = 0; j < per_group_; ++j) {
+                S* p = data_.data() + (g * per_group_ + j) * K * NR;
+                const Index cols = std::min<Index>(NR, H - j * NR);
+                for (Index c = 0; c < cols; ++c) {
+                    const Index n = g * H + j * NR + c;
+                    for (Index k = 0; k < K; ++k) p[k * NR + c] = transpose ? src[k * ld + n] : src[n * ld + k];
+                }
+            }
+    }
+
+    Index panels() const { return G_ * per_group_; }
+    Index K() const { return K_; }
+    const S* panel(Index p) const { return data_.data() + p * K_ * NR; }
+    Index column(Index p) const { return (p / per_group_) * H_ + (p % per_group_) * NR; }
+    Index width(Index p) const { return std::min<Index>(NR, H_ - (p % per_group_) * NR); }
+
+private:
+    Index G_ = 0, H_ = 0, K_ = 0, per_group_ = 0;
+    Eigen::Matrix<S, Eigen::Dynamic, 1> data_;  // aligned for packet loads
+};
+
+// C[0:MR, 0:cols] (=|+=) A[0:MR, 0:K] · panelᵀ. With few rows the FMA chain
+// is latency-bound, so KS independent accumulator sets split the k loop.
+template <typename S, int MR, int KS>
+inline void micro_kernel(const S* A, Index lda, const S* panel, Index K, S* C, Index ldc, Index cols,
+                         bool accumulate) {
+    using namespace Eigen::internal;
+    using P = typename PacketInfo<S>::P;
+    constexpr int L = PacketInfo<S>::L, NR = PacketInfo<S>::NR;
+    P c0[KS][MR], c1[KS][MR];
+    for (int s = 0; s < KS; ++s)
+        for (int i = 0; i < MR; ++i) c0[s][i] = c1[s][i] = pset1<P>(S(0));
+    Index k = 0;
+    for (; k + KS <= K; k += KS)
+        for (int s = 0; s < KS; ++s) {
+            const P b0 = pload<P>(panel + (k + s) * NR), b1 = pload<P>(panel + (k + s) * NR + L);
+            for (int i = 0; i < MR; ++i) {
+                const P a = pset1<P>(A[i * lda + k + s]);
+                c0[s][i] = pmadd(a, b0, c0[s][i]);
+                c1[s][i] = pmadd(a, b1, c1[s][i]);
+            }
+        }
+    for (; k < K; ++k) {
+        const P b0 = pload<P>(panel + k * NR), b1 = pload<P>(panel + k * NR + L);
+        for (int i = 0; i < MR; ++i) {
+            const P a = pset1<P>(A[i * lda + k]);
+            c0[0][i] = pmadd(a, b0, c0[0][i]);
+            c1[0][i] = pmadd(a, b1, c1[0][i]);
+        }
+    }
+    for (int s = 1; s < KS; ++s)
+        for (int i = 0; i < MR; ++i) {
+            c0[0][i] = padd(c0[0][i], c0[s][i]);
+            c1[0][i] = padd(c1[0][i], c1[s][i]);
+        }
+    for (int i = 0; i < MR; ++i) {
+        S* c = C + i * ldc;
+        if (cols == NR) {
+            if (accumulate) {
+                c0[0][i] = padd(c0[0][i], ploadu<P>(c));
+                c1[0][i] = padd(c1[0][i], ploadu<P>(c + L));
+            }
+            pstoreu(c, c0[0][i]);
+            pstoreu(c + L, c1[0][i]);
+        } else {
+            alignas(64) S tmp[NR];
+            pstore(tmp, c0[0][i]);
+            pstore(tmp + L, c1[0][i]);
+            for (Index j = 0; j < cols; ++j) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
+        }
+    }
+}
+
+// One panel for rows [0, m) of A.
+template <typename S>
+inline void panel_product(const S* A, Index lda, Index m, const S* panel, Index K, S* C, Index ldc, Index cols,
+                          bool accumulate) {
+    constexpr int MR = PacketInfo<S>::MR;
+    Index i = 0;
+    for (; i + MR <= m; i += MR)
+        micro_kernel<S, MR, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate);
+    switch (m - i) {
+        case 5: micro_kernel<S, 5, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 4: micro_kernel<S, 4, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 3: micro_kernel<S, 3, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 2: micro_kernel<S, 2, 2>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 1: micro_kernel<S, 1, 4>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        default: break;
+    }
+}
+
+// C(m, G·H) (=|+=) A(m, K) · Mᵀ, panels split among the threads.
+template <typename S>
+void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C, Index ldc, bool accumulate) {
+    if (m == 0) return;
+    const Index np = M.panels();
+    parallel_rows(np, m * M.K() * PackedMatrix<S>::NR / 32, [&](Index p) {
+        panel_product(A, lda, m, M.panel(p), M.K(), C + M.column(p), ldc, M.width(p), accumulate);
+    });
+}
+
+}  // namespace fastrnn
