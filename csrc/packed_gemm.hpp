@@ -130,13 +130,20 @@ inline void panel_product(const S* A, Index lda, Index m, const S* panel, Index 
     }
 }
 
-// C(m, G·H) (=|+=) A(m, K) · Mᵀ, panels split among the threads.
+// C(m, G·H) (=|+=) A(m, K) · Mᵀ. Work items are (row block, panel) pairs,
+// row-block-major, so under a static split each thread keeps its own rows of
+// A in cache while it sweeps the panels; a row block (kRowBlock × K) fits L2.
+constexpr Index kRowBlock = 120;  // a multiple of MR
+
 template <typename S>
 void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C, Index ldc, bool accumulate) {
     if (m == 0) return;
-    const Index np = M.panels();
-    parallel_rows(np, m * M.K() * PackedMatrix<S>::NR / 32, [&](Index p) {
-        panel_product(A, lda, m, M.panel(p), M.K(), C + M.column(p), ldc, M.width(p), accumulate);
+    const Index np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
+    const Index rows = std::min(m, kRowBlock);
+    parallel_rows(nb * np, rows * M.K() * PackedMatrix<S>::NR / 32, [&](Index item) {
+        const Index b = item / np, p = item % np, r0 = b * kRowBlock;
+        panel_product(A + r0 * lda, lda, std::min(kRowBlock, m - r0), M.panel(p), M.K(), C + r0 * ldc + M.column(p),
+                      ldc, M.width(p), accumulate);
     });
 }
 

@@ -1,9 +1,8 @@
 // Threads and GEMMs.
 //
-// One process-wide thread count drives both OpenMP loops (the fused gate
-// passes) and Eigen's GEMM. Loops split rows statically, and every reduction
-// over batch and time is a GEMM or a column sum whose order does not depend
-// on the split, so results do not change with the thread count.
+// One process-wide thread count drives both OpenMP loops (fused gate passes,
+// packed_gemm.hpp) and Eigen's GEMM (weight gradients). Loops split work
+// items statically and never split a sum.
 #pragma once
 
 #include "common.hpp"
@@ -29,36 +28,6 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
     }
 #endif
     for (Index r = 0; r < n; ++r) f(r);
-}
-
-// C(m, n) (=|+=) A(m, k) · B(n, k)ᵀ     (rows of B are output features)
-template <typename S>
-inline void gemm_nt(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
-                    Index lda = -1, Index ldc = -1) {
-    if (m == 0 || n == 0) return;
-    using Stride = Eigen::OuterStride<>;
-    Eigen::Map<const Mat<S>, 0, Stride> a(A, m, k, Stride(lda < 0 ? k : lda));
-    ConstMatMap<S> b(B, n, k);
-    Eigen::Map<Mat<S>, 0, Stride> c(C, m, n, Stride(ldc < 0 ? n : ldc));
-    if (accumulate)
-        c.noalias() += a * b.transpose();
-    else
-        c.noalias() = a * b.transpose();
-}
-
-// C(m, n) (=|+=) A(m, k) · B(k, n); B may be a column block of stride ldb.
-template <typename S>
-inline void gemm_nn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
-                    Index lda = -1, Index ldb = -1) {
-    if (m == 0 || n == 0) return;
-    using Stride = Eigen::OuterStride<>;
-    Eigen::Map<const Mat<S>, 0, Stride> a(A, m, k, Stride(lda < 0 ? k : lda));
-    Eigen::Map<const Mat<S>, 0, Stride> b(B, k, n, Stride(ldb < 0 ? n : ldb));
-    MatMap<S> c(C, m, n);
-    if (accumulate)
-        c.noalias() += a * b;
-    else
-        c.noalias() = a * b;
 }
 
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)

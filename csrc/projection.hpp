@@ -4,6 +4,8 @@
 // Backward: dW_ih += Σ dG[s, r]ᵀ x[time(s, r), row(r)] and dx[...] = dG · W_ih,
 //           also GEMMs over many steps, after the time loop.
 // Gx and dG live in step layout (steps, B, GH) with rows in schedule order.
+// The x-side products use the packed kernel with W_ih packed once per call;
+// the weight gradients (sums over T·B rows) use Eigen's GEMM.
 // When the schedule is the identity, x is used in place; otherwise x's rows
 // are gathered chunk by chunk, so the extra memory is bounded.
 #pragma once
@@ -40,7 +42,8 @@ public:
     // full: (steps, B, GH) destination kept by the caller (training), or null
     // to compute chunks on demand into a bounded buffer (inference).
     InputProjection(const Dims& d, const S* x, const S* w_ih, Index GH, const Schedule& sch, S* full)
-        : d_(d), x_(x), w_(w_ih), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
+        : d_(d), x_(x), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
+        w_.pack(w_ih, 1, GH, d.I, d.I, false);
         if (full_) {
             for (Index s0 = 0; s0 < sch_.steps(); s0 += chunk_)
                 compute(s0, std::min(sch_.steps(), s0 + chunk_), full_ + s0 * d_.B * GH_);
@@ -64,17 +67,17 @@ private:
     void compute(Index s0, Index s1, S* dst) {
         const Index rows = (s1 - s0) * d_.B;
         if (sch_.identity()) {
-            gemm_nt(x_ + s0 * d_.B * d_.I, w_, dst, rows, GH_, d_.I, false);
+            packed_gemm(x_ + s0 * d_.B * d_.I, d_.I, rows, w_, dst, GH_, false);
         } else {
             xbuf_.resize(rows * d_.I);
             gather_steps(d_, x_, sch_, s0, s1, xbuf_.data());
-            gemm_nt(xbuf_.data(), w_, dst, rows, GH_, d_.I, false);
+            packed_gemm(xbuf_.data(), d_.I, rows, w_, dst, GH_, false);
         }
     }
 
     Dims d_;
     const S* x_;
-    const S* w_;
+    PackedMatrix<S> w_;
     Index GH_;
     const Schedule& sch_;
     S* full_;
@@ -92,11 +95,12 @@ template <typename S>
 void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sch, const S* dG,
                     Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx) {
     const Index B = d.B, I = d.I, steps = sch.steps();
-    const S* w = w_ih + g0 * I;
     S* dw = dw_ih + g0 * I;
+    PackedMatrix<S> wt;  // dx = dG · W_ih[g0:g0+cols] = dG · (W_ih[g0:g0+cols]ᵀ)ᵀ
+    wt.pack(w_ih + g0 * I, 1, I, cols, I, true);
     if (sch.identity()) {
         gemm_tn(dG, x, dw, cols, I, steps * B, false, ldg);
-        gemm_nn(dG, w, dx, steps * B, I, cols, accumulate_dx, ldg);
+        packed_gemm(dG, ldg, steps * B, wt, dx, I, accumulate_dx);
         return;
     }
     std::fill_n(dw, cols * I, S(0));
@@ -109,7 +113,7 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
         dxbuf.resize(rows * I);
         gather_steps(d, x, sch, s0, s1, xbuf.data());
         gemm_tn(g, xbuf.data(), dw, cols, I, rows, true, ldg);
-        gemm_nn(g, w, dxbuf.data(), rows, I, cols, false, ldg);
+        packed_gemm(g, ldg, rows, wt, dxbuf.data(), I, false);
         for (Index s = s0; s < s1; ++s)
             for (Index r = 0; r < sch.active(s); ++r) {
                 ArrMap<S> dst(dx + (sch.time(s, r) * B + sch.row(r)) * I, I);
