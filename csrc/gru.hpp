@@ -42,65 +42,70 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
                  S* out, S* h_n, GRUCache<S> cache) {
     const Index B = d.B, H = d.H, GH = 3 * H;
     const bool train = cache.gates != nullptr;
+    const StateSlots slots{train};
     const std::vector<S> bias = gru_input_bias(w, H, ResetAfter);
     InputProjection<S> proj(d, x, w.w_ih, GH, sch, cache.gates);
     // Inference keeps gates in ga, apart from gh: the n gate still reads gh.
-    std::vector<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : B * H);
+    std::vector<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : 2 * B * H);
     S* hs = train ? cache.hs : h_buf.data();
     // reset_after: one product with all of W_hh; before: W_hr,z then W_hn.
     PackedMatrix<S> w_rz_or_all, w_n;
     w_rz_or_all.pack(w.w_hh, ResetAfter ? 3 : 2, H, H, H, false);
     if (!ResetAfter) w_n.pack(w.w_hh + 2 * H * H, 1, H, H, H, false);
     sch.gather(h0, hs, H);
-    const Index next = train ? B * H : 0;  // inference updates h in place
 
     for (Index s = 0; s < sch.steps(); ++s) {
         const Index n = sch.active(s);
-        S *hp = hs + s * next, *hnew = hp + next;
+        S *hp = hs + slots.slot(s) * B * H, *hnew = hs + slots.slot(s + 1) * B * H;
         S* gx = proj.step(s);
         S* gates = train ? gx : ga.data();
-        // a = gx + bias (+ gh for r, z): gates r, z.
-        auto rz = [&](Index r) {
-            ArrMap<S> a(gates + r * GH, 2 * H);
-            a = Sigmoid::f(ConstArrMap<S>(gx + r * GH, 2 * H) + ConstArrMap<S>(gh.data() + r * GH, 2 * H) +
-                           ConstArrMap<S>(bias.data(), 2 * H));
+        // Units [u, u + len) of row r: gates r, z = σ(gx + bias + gh).
+        auto rz = [&](Index r, Index u, Index len) {
+            for (Index k = 0; k < 2; ++k) {
+                const Index o = r * GH + k * H + u;
+                ArrMap<S>(gates + o, len) = Sigmoid::f(ConstArrMap<S>(gx + o, len) + ConstArrMap<S>(gh.data() + o, len) +
+                                                       ConstArrMap<S>(bias.data() + k * H + u, len));
+            }
         };
-        // n and h' from gates r, z and the n part of gh.
-        auto update = [&](Index r, const S* ghn) {
-            const S* a = gates + r * GH;
-            ConstArrMap<S> rg(a, H), z(a + H, H), h(hp + r * H, H);
-            ArrMap<S> ng(gates + r * GH + 2 * H, H);
-            ng = ConstArrMap<S>(gx + r * GH + 2 * H, H) + ConstArrMap<S>(bias.data() + 2 * H, H);
+        // n and h' of units [u, u + len) of row r, from r, z and ghn (the n part of gh).
+        auto update = [&](Index r, Index u, Index len, const S* ghn) {
+            const S* a = gates + r * GH + u;
+            ConstArrMap<S> rg(a, len), z(a + H, len), h(hp + r * H + u, len);
+            ArrMap<S> ng(gates + r * GH + 2 * H + u, len);
+            const auto xn = ConstArrMap<S>(gx + r * GH + 2 * H + u, len) + ConstArrMap<S>(bias.data() + 2 * H + u, len);
             if constexpr (ResetAfter)
-                ng = Tanh::f(ng + rg * ConstArrMap<S>(ghn, H));
+                ng = Tanh::f(xn + rg * ConstArrMap<S>(ghn, len));
             else
-                ng = Tanh::f(ng + ConstArrMap<S>(ghn, H));
-            ArrMap<S>(hnew + r * H, H) = ng + z * (h - ng);
-            write_output(sch, s, r, hnew + r * H, out, B, H);
+                ng = Tanh::f(xn + ConstArrMap<S>(ghn, len));
+            ArrMap<S>(hnew + r * H + u, len) = ng + z * (h - ng);
+            write_output(sch, s, r, hnew + r * H + u, out + u, B, H, len);
         };
         if constexpr (ResetAfter) {
-            packed_gemm(hp, H, n, w_rz_or_all, gh.data(), GH, false);
             S* hn_cache = train ? cache.hn + s * B * H : nullptr;
-            parallel_rows(n, GH, [&](Index r) {
-                ArrMap<S> ghn(gh.data() + r * GH + 2 * H, H);
-                ghn += ConstArrMap<S>(w.b_hh + 2 * H, H);
-                if (hn_cache) std::copy_n(ghn.data(), H, hn_cache + r * H);
-                rz(r);
-                update(r, ghn.data());
+            parallel_units(w_rz_or_all, 2 * n * H * GH, [&](Index j0, Index j1) {
+                packed_gemm_units(hp, H, n, w_rz_or_all, j0, j1, gh.data(), GH, false);
+                const auto [u, len] = unit_range<S>(j0, j1, H);
+                for (Index r = 0; r < n; ++r) {
+                    ArrMap<S> ghn(gh.data() + r * GH + 2 * H + u, len);
+                    ghn += ConstArrMap<S>(w.b_hh + 2 * H + u, len);
+                    if (hn_cache) std::copy_n(ghn.data(), len, hn_cache + r * H + u);
+                    rz(r, u, len);
+                    update(r, u, len, ghn.data());
+                }
             });
         } else {
             packed_gemm(hp, H, n, w_rz_or_all, gh.data(), GH, false);
             parallel_rows(n, GH, [&](Index r) {
-                rz(r);
+                rz(r, 0, H);
                 ArrMap<S>(q.data() + r * H, H) = ConstArrMap<S>(gates + r * GH, H) * ConstArrMap<S>(hp + r * H, H);
             });
             packed_gemm(q.data(), H, n, w_n, gh.data() + 2 * H, GH, false);
-            parallel_rows(n, GH, [&](Index r) { update(r, gh.data() + r * GH + 2 * H); });
+            parallel_rows(n, GH, [&](Index r) { update(r, 0, H, gh.data() + r * GH + 2 * H); });
         }
         if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
     }
     for (Index r = 0; r < B; ++r)
-        std::copy_n(hs + (train ? sch.length(r) * B * H : 0) + r * H, H, h_n + sch.row(r) * H);
+        std::copy_n(hs + slots.slot(sch.length(r)) * B * H + r * H, H, h_n + sch.row(r) * H);
 }
 
 // Backward, per row of a step (dh includes d_out):

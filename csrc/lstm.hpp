@@ -21,26 +21,30 @@ struct LSTMCache {
     S* cs = nullptr;     // (T+1, B, H)
 };
 
-// One row of one step. gx and gh may alias gates; c_new may alias c_prev.
+// Units [u, u + n) of one row of one step; every pointer is already offset
+// to unit u and gates are H apart. gx and gh may alias gates.
 template <typename S, bool Peep>
 inline void lstm_step(const S* gx, const S* gh, const S* bias, const S* peep, const S* c_prev,
-                      S* gates, S* c_new, S* h_new, Index H) {
-    ArrMap<S> a(gates, 4 * H);
-    a = ConstArrMap<S>(gx, 4 * H) + ConstArrMap<S>(gh, 4 * H) + ConstArrMap<S>(bias, 4 * H);
-    auto i = a.segment(0, H), f = a.segment(H, H), g = a.segment(2 * H, H), o = a.segment(3 * H, H);
-    ConstArrMap<S> c(c_prev, H);
+                      S* gates, S* c_new, S* h_new, Index H, Index n) {
+    auto pre = [&](Index k) {
+        return ConstArrMap<S>(gx + k * H, n) + ConstArrMap<S>(gh + k * H, n) + ConstArrMap<S>(bias + k * H, n);
+    };
+    ArrMap<S> i(gates, n), f(gates + H, n), g(gates + 2 * H, n), o(gates + 3 * H, n), cn(c_new, n);
+    ConstArrMap<S> c(c_prev, n);
     if constexpr (Peep) {
-        i += ConstArrMap<S>(peep, H) * c;
-        f += ConstArrMap<S>(peep + H, H) * c;
+        i = Sigmoid::f(pre(0) + ConstArrMap<S>(peep, n) * c);
+        f = Sigmoid::f(pre(1) + ConstArrMap<S>(peep + H, n) * c);
+    } else {
+        i = Sigmoid::f(pre(0));
+        f = Sigmoid::f(pre(1));
     }
-    i = Sigmoid::f(i);
-    f = Sigmoid::f(f);
-    g = Tanh::f(g);
-    ArrMap<S> cn(c_new, H);
+    g = Tanh::f(pre(2));
     cn = f * c + i * g;
-    if constexpr (Peep) o += ConstArrMap<S>(peep + 2 * H, H) * cn;
-    o = Sigmoid::f(o);
-    ArrMap<S>(h_new, H) = o * Tanh::f(cn);
+    if constexpr (Peep)
+        o = Sigmoid::f(pre(3) + ConstArrMap<S>(peep + 2 * H, n) * cn);
+    else
+        o = Sigmoid::f(pre(3));
+    ArrMap<S>(h_new, n) = o * Tanh::f(cn);
 }
 
 template <typename S, bool Peep>
@@ -51,30 +55,30 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
     std::vector<S> bias(GH);
     ArrMap<S>(bias.data(), GH) = ConstArrMap<S>(w.b_ih, GH) + ConstArrMap<S>(w.b_hh, GH);
     InputProjection<S> proj(d, x, w.w_ih, GH, sch, cache.gates);
-    std::vector<S> gh(B * GH), h_buf, c_buf;
-    if (!train) {
-        h_buf.resize(B * H);
-        c_buf.resize(B * H);
-    }
+    const StateSlots slots{train};
+    std::vector<S> gh(B * GH), h_buf(train ? 0 : 2 * B * H), c_buf(train ? 0 : 2 * B * H);
     S* hs = train ? cache.hs : h_buf.data();
     S* cs = train ? cache.cs : c_buf.data();
     PackedMatrix<S> whh;
     whh.pack(w.w_hh, 4, H, H, H, false);
     sch.gather(h0, hs, H);
     sch.gather(c0, cs, H);
-    // Inference overwrites one state buffer in place; training writes slot s+1.
-    const Index next = train ? B * H : 0;
 
     for (Index s = 0; s < sch.steps(); ++s) {
         const Index n = sch.active(s);
-        S *hp = hs + s * next, *hn = hp + next, *cp = cs + s * next, *cn = cp + next;
+        S *hp = hs + slots.slot(s) * B * H, *hn = hs + slots.slot(s + 1) * B * H;
+        S *cp = cs + slots.slot(s) * B * H, *cn = cs + slots.slot(s + 1) * B * H;
         S* gx = proj.step(s);
         S* gates = train ? gx : gh.data();
-        packed_gemm(hp, H, n, whh, gh.data(), GH, false);
-        parallel_rows(n, GH, [&](Index r) {
-            lstm_step<S, Peep>(gx + r * GH, gh.data() + r * GH, bias.data(), w.peephole, cp + r * H,
-                               gates + r * GH, cn + r * H, hn + r * H, H);
-            write_output(sch, s, r, hn + r * H, out, B, H);
+        parallel_units(whh, 2 * n * H * GH, [&](Index j0, Index j1) {
+            packed_gemm_units(hp, H, n, whh, j0, j1, gh.data(), GH, false);
+            const auto [u, len] = unit_range<S>(j0, j1, H);
+            for (Index r = 0; r < n; ++r) {
+                lstm_step<S, Peep>(gx + r * GH + u, gh.data() + r * GH + u, bias.data() + u,
+                                   w.peephole ? w.peephole + u : nullptr, cp + r * H + u, gates + r * GH + u,
+                                   cn + r * H + u, hn + r * H + u, H, len);
+                write_output(sch, s, r, hn + r * H + u, out + u, B, H, len);
+            }
         });
         if (train) {  // rows that have ended: defined values for the dW_hh GEMM
             std::fill(hn + n * H, hn + B * H, S(0));
@@ -82,9 +86,9 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
         }
     }
     for (Index r = 0; r < B; ++r) {
-        const Index slot = train ? sch.length(r) * B * H : 0;
-        std::copy_n(hs + slot + r * H, H, h_n + sch.row(r) * H);
-        std::copy_n(cs + slot + r * H, H, c_n + sch.row(r) * H);
+        const Index at = slots.slot(sch.length(r)) * B * H + r * H;
+        std::copy_n(hs + at, H, h_n + sch.row(r) * H);
+        std::copy_n(cs + at, H, c_n + sch.row(r) * H);
     }
 }
 

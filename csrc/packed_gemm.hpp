@@ -16,6 +16,7 @@
 #include "parallel.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace fastrnn {
 
@@ -50,6 +51,8 @@ public:
     }
 
     Index panels() const { return G_ * per_group_; }
+    Index groups() const { return G_; }
+    Index per_group() const { return per_group_; }
     Index K() const { return K_; }
     const S* panel(Index p) const { return data_.data() + p * K_ * NR; }
     Index column(Index p) const { return (p / per_group_) * H_ + (p % per_group_) * NR; }
@@ -145,6 +148,48 @@ void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C,
         panel_product(A + r0 * lda, lda, std::min(kRowBlock, m - r0), M.panel(p), M.K(), C + r0 * ldc + M.column(p),
                       ldc, M.width(p), accumulate);
     });
+}
+
+// Unit-split parallelism for a time step: thread t gets unit panels
+// [j0, j1) (hidden units [j0·NR, min(H, j1·NR)) ) and calls f(j0, j1); it can
+// compute those units' columns of every gate and then their gate pass with no
+// data from the other threads. work: flops of the whole step.
+template <typename S, typename F>
+inline void parallel_units(const PackedMatrix<S>& M, Index work, F&& f) {
+    const Index P = M.per_group();
+#ifdef _OPENMP
+    const int nt = static_cast<int>(std::min<Index>(num_threads(), P));
+    if (nt > 1 && work >= (Index(1) << 18)) {
+#pragma omp parallel num_threads(nt)
+        {
+            const Index t = omp_get_thread_num();
+            const Index j0 = P * t / nt, j1 = P * (t + 1) / nt;
+            if (j0 < j1) f(j0, j1);
+        }
+        return;
+    }
+#endif
+    f(Index(0), P);
+}
+
+// The columns of unit panels [j0, j1) of every group: C (=|+=) A · Mᵀ there.
+template <typename S>
+void packed_gemm_units(const S* A, Index lda, Index m, const PackedMatrix<S>& M, Index j0, Index j1, S* C,
+                       Index ldc, bool accumulate) {
+    for (Index r0 = 0; r0 < m; r0 += kRowBlock)
+        for (Index g = 0; g < M.groups(); ++g)
+            for (Index j = j0; j < j1; ++j) {
+                const Index p = g * M.per_group() + j;
+                panel_product(A + r0 * lda, lda, std::min(kRowBlock, m - r0), M.panel(p), M.K(),
+                              C + r0 * ldc + M.column(p), ldc, M.width(p), accumulate);
+            }
+}
+
+// The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.
+template <typename S>
+inline std::pair<Index, Index> unit_range(Index j0, Index j1, Index H) {
+    const Index u0 = j0 * PackedMatrix<S>::NR;
+    return {u0, std::min(H, j1 * PackedMatrix<S>::NR) - u0};
 }
 
 }  // namespace fastrnn

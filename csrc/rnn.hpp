@@ -20,26 +20,30 @@ void rnn_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     ArrMap<S>(bias.data(), H) = ConstArrMap<S>(w.b_ih, H) + ConstArrMap<S>(w.b_hh, H);
     // Training projects straight into hs[1:], which the step then overwrites.
     InputProjection<S> proj(d, x, w.w_ih, H, sch, train ? hs_cache + B * H : nullptr);
-    std::vector<S> gh(B * H), h_buf(train ? 0 : B * H);
+    const StateSlots slots{train};
+    std::vector<S> gh(B * H), h_buf(train ? 0 : 2 * B * H);
     S* hs = train ? hs_cache : h_buf.data();
     PackedMatrix<S> whh;
     whh.pack(w.w_hh, 1, H, H, H, false);
     sch.gather(h0, hs, H);
-    const Index next = train ? B * H : 0;
     for (Index s = 0; s < sch.steps(); ++s) {
         const Index n = sch.active(s);
-        S *hp = hs + s * next, *hnew = hp + next;
+        S *hp = hs + slots.slot(s) * B * H, *hnew = hs + slots.slot(s + 1) * B * H;
         const S* gx = proj.step(s);
-        packed_gemm(hp, H, n, whh, gh.data(), H, false);
-        parallel_rows(n, H, [&](Index r) {
-            ArrMap<S>(hnew + r * H, H) = Act::f(ConstArrMap<S>(gx + r * H, H) + ConstArrMap<S>(gh.data() + r * H, H) +
-                                                ConstArrMap<S>(bias.data(), H));
-            write_output(sch, s, r, hnew + r * H, out, B, H);
+        parallel_units(whh, 2 * n * H * H, [&](Index j0, Index j1) {
+            packed_gemm_units(hp, H, n, whh, j0, j1, gh.data(), H, false);
+            const auto [u, len] = unit_range<S>(j0, j1, H);
+            for (Index r = 0; r < n; ++r) {
+                ArrMap<S>(hnew + r * H + u, len) =
+                    Act::f(ConstArrMap<S>(gx + r * H + u, len) + ConstArrMap<S>(gh.data() + r * H + u, len) +
+                           ConstArrMap<S>(bias.data() + u, len));
+                write_output(sch, s, r, hnew + r * H + u, out + u, B, H, len);
+            }
         });
         if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
     }
     for (Index r = 0; r < B; ++r)
-        std::copy_n(hs + (train ? sch.length(r) * B * H : 0) + r * H, H, h_n + sch.row(r) * H);
+        std::copy_n(hs + slots.slot(sch.length(r)) * B * H + r * H, H, h_n + sch.row(r) * H);
 }
 
 // Backward per row of a step: da = (dh + d_out)⊙act'(h');  dh_prev = da·W_hh.

@@ -208,21 +208,26 @@ def test_cache_reusable_and_cell_checked():
         F.gru_backward(None, **grads)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_thread_counts_agree(threads):
-    # Eigen's GEMM (weight gradients) picks its blocking from the thread
-    # count, so sums are ordered differently: results agree to float32
-    # round-off (rtol 1e-5 for sums of ~100 terms over 20 steps), not bit for
-    # bit (docs/numerics.md).
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("mode", ["plain", "lengths-reverse"])
+def test_thread_counts_agree(variant, mode):
+    # Large enough that steps split hidden units among 2 threads (H = 40 is not
+    # a multiple of the 16-unit panels, so the split is uneven). Eigen's GEMM
+    # (weight gradients) picks its blocking from the thread count, so sums are
+    # ordered differently: results agree to float32 round-off (rtol 1e-5 for
+    # sums of ~100 terms over 20 steps), not bit for bit (docs/numerics.md).
+    cell, opts, G = variant
     rng = np.random.default_rng(8)
-    args, kw, grads = make_case("lstm", {}, 4, 20, 64, 48, 64, np.float32, rng)
+    args, kw, grads = make_case(cell, opts, G, 20, 64, 48, 40, np.float32, rng)
+    lengths = lengths_for(64, 20, rng) if "lengths" in mode else None
+    reverse = "reverse" in mode
     old = F.get_num_threads()
     try:
         F.set_num_threads(1)
-        base = run(F, "lstm", args, kw, grads)
-        F.set_num_threads(threads)
-        assert F.get_num_threads() == threads
-        again = run(F, "lstm", args, kw, grads)
+        base = run(F, cell, args, kw, grads, lengths, reverse)
+        F.set_num_threads(2)
+        assert F.get_num_threads() == 2
+        again = run(F, cell, args, kw, grads, lengths, reverse)
     finally:
         F.set_num_threads(old)
-    assert_match(again, base, 1e-5, 1e-5, f"{threads} threads vs 1")
+    assert_match(again, base, 1e-5, 1e-5, f"{cell}{opts} 2 threads vs 1")
