@@ -16,12 +16,13 @@ namespace fastrnn {
 int num_threads();
 void set_num_threads(int n);
 
-// Run f(r) for r in [0, n); in parallel when the work is worth a fork.
+// Run f(r) for r in [0, n); in parallel only when the work (in elements) is
+// worth a fork: a fork costs microseconds, far more on a busy machine.
 template <typename F>
 inline void parallel_rows(Index n, Index work_per_row, F&& f) {
 #ifdef _OPENMP
     const int nt = num_threads();
-    if (nt > 1 && n > 1 && n * work_per_row >= 8192) {
+    if (nt > 1 && n > 1 && n * work_per_row >= 32768) {
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (Index r = 0; r < n; ++r) f(r);
         return;
