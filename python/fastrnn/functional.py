@@ -103,12 +103,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
 
 def gru_backward(cache, d_out=None, d_h_n=None):
     """BPTT through a GRU forward; None gradients mean zero. -> Grads."""
-    c = require_cache(cache, Cache, "gru_backward")
-    _check_cell(c, "gru", "gru_backward")
-    T, B, _ = c.x.shape
-    d = check_backward("gru", T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n)
-    return Grads(*_core.gru_backward(c.x, c.w_ih, c.w_hh, c.lengths, c.reverse, c.option,
-                                     *c.arrays, d["d_out"], d["d_h_n"]))
+    return _backward_h_only("gru", cache, d_out, d_h_n)
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
@@ -123,12 +118,19 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
 
 def rnn_backward(cache, d_out=None, d_h_n=None):
     """BPTT through a SimpleRNN forward; None gradients mean zero. -> Grads."""
-    c = require_cache(cache, Cache, "rnn_backward")
-    _check_cell(c, "rnn", "rnn_backward")
+    return _backward_h_only("rnn", cache, d_out, d_h_n)
+
+
+def _backward_h_only(cell, cache, d_out, d_h_n):
+    """Backward of the cells whose only state is h (GRU, SimpleRNN)."""
+    fn = f"{cell}_backward"
+    c = require_cache(cache, Cache, fn)
+    _check_cell(c, cell, fn)
     T, B, _ = c.x.shape
-    d = check_backward("rnn", T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n)
-    return Grads(*_core.rnn_backward(c.x, c.w_ih, c.w_hh, c.lengths, c.reverse, c.option,
-                                     *c.arrays, d["d_out"], d["d_h_n"]))
+    d = check_backward(cell, T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n)
+    kernel = _core.gru_backward if cell == "gru" else _core.rnn_backward
+    return Grads(*kernel(c.x, c.w_ih, c.w_hh, c.lengths, c.reverse, c.option, *c.arrays,
+                         d["d_out"], d["d_h_n"]))
 
 
 def _check_cell(cache, cell, fn):
