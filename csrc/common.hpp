@@ -10,6 +10,9 @@
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
 
 namespace fastrnn {
 
@@ -25,6 +28,28 @@ template <typename S>
 using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <typename S>
 using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+
+// Cache-line-aligned allocator: buffers that threads write in disjoint
+// column ranges must not share a line at the range boundaries.
+template <typename T>
+struct LineAligned {
+    using value_type = T;
+    static constexpr std::size_t kAlign = 64;
+    LineAligned() = default;
+    template <typename U>
+    LineAligned(const LineAligned<U>&) {}
+    T* allocate(std::size_t n) {
+        if (void* p = ::operator new(n * sizeof(T), std::align_val_t(kAlign))) return static_cast<T*>(p);
+        throw std::bad_alloc();
+    }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlign)); }
+    template <typename U>
+    bool operator==(const LineAligned<U>&) const { return true; }
+    template <typename U>
+    bool operator!=(const LineAligned<U>&) const { return false; }
+};
+template <typename S>
+using Buffer = std::vector<S, LineAligned<S>>;
 
 struct Dims {
     Index T, B, I, H;

@@ -46,7 +46,7 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     const std::vector<S> bias = gru_input_bias(w, H, ResetAfter);
     InputProjection<S> proj(d, x, w.w_ih, GH, sch, cache.gates);
     // Inference keeps gates in ga, apart from gh: the n gate still reads gh.
-    std::vector<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : 2 * B * H);
+    Buffer<S> gh(B * GH), ga(train ? 0 : B * GH), q(ResetAfter ? 0 : B * H), h_buf(train ? 0 : 2 * B * H);
     S* hs = train ? cache.hs : h_buf.data();
     // reset_after: one product with all of W_hh; before: W_hr,z then W_hn.
     PackedMatrix<S> w_rz_or_all, w_n;

@@ -56,7 +56,7 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
     ArrMap<S>(bias.data(), GH) = ConstArrMap<S>(w.b_ih, GH) + ConstArrMap<S>(w.b_hh, GH);
     InputProjection<S> proj(d, x, w.w_ih, GH, sch, cache.gates);
     const StateSlots slots{train};
-    std::vector<S> gh(B * GH), h_buf(train ? 0 : 2 * B * H), c_buf(train ? 0 : 2 * B * H);
+    Buffer<S> gh(B * GH), h_buf(train ? 0 : 2 * B * H), c_buf(train ? 0 : 2 * B * H);
     S* hs = train ? cache.hs : h_buf.data();
     S* cs = train ? cache.cs : c_buf.data();
     PackedMatrix<S> whh;

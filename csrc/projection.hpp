@@ -83,7 +83,7 @@ private:
     S* full_;
     Index chunk_;
     Index s0_ = 0, s1_ = 0;
-    std::vector<S> buf_, xbuf_;
+    Buffer<S> buf_, xbuf_;
 };
 
 // Input gradients for the gate block [g0, g0 + cols) of W_ih:

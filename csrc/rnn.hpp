@@ -21,7 +21,7 @@ void rnn_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     // Training projects straight into hs[1:], which the step then overwrites.
     InputProjection<S> proj(d, x, w.w_ih, H, sch, train ? hs_cache + B * H : nullptr);
     const StateSlots slots{train};
-    std::vector<S> gh(B * H), h_buf(train ? 0 : 2 * B * H);
+    Buffer<S> gh(B * H), h_buf(train ? 0 : 2 * B * H);
     S* hs = train ? hs_cache : h_buf.data();
     PackedMatrix<S> whh;
     whh.pack(w.w_hh, 1, H, H, H, false);
