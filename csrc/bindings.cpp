@@ -10,6 +10,7 @@
 
 #include "kernels.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -60,10 +61,14 @@ Index checked_size(std::initializer_list<Index> dims) {
     return total;
 }
 
+// Outputs and caches start on a cache line, like the kernels' own buffers:
+// threads write them in disjoint unit ranges (common.hpp, LineAligned).
 template <typename S>
 Arr<S> empty(std::initializer_list<Index> shape) {
-    checked_size(shape);
-    return Arr<S>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    const Index n = checked_size(shape);
+    S* data = LineAligned<S>().allocate(static_cast<std::size_t>(std::max<Index>(n, 1)));
+    py::capsule owner(data, [](void* p) { LineAligned<S>().deallocate(static_cast<S*>(p), 0); });
+    return Arr<S>(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
 }
 
 template <typename S>
