@@ -21,8 +21,6 @@ using Index = std::int64_t;
 template <typename S>
 using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <typename S>
-using MatMap = Eigen::Map<Mat<S>>;
-template <typename S>
 using ConstMatMap = Eigen::Map<const Mat<S>>;
 template <typename S>
 using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;

@@ -20,7 +20,7 @@ class Schedule {
 public:
     // lengths: (B) values in [0, T], or null meaning all T.
     Schedule(Index T, Index B, const std::int64_t* lengths, bool reverse)
-        : T_(T), B_(B), reverse_(reverse), perm_(B), len_(B, T) {
+        : B_(B), reverse_(reverse), perm_(B), len_(B, T) {
         std::iota(perm_.begin(), perm_.end(), Index(0));
         if (lengths) {
             std::stable_sort(perm_.begin(), perm_.end(),
@@ -42,7 +42,6 @@ public:
     Index row(Index r) const { return perm_[r]; }  // batch index of sorted row r
     Index length(Index r) const { return len_[r]; }
     Index time(Index s, Index r) const { return reverse_ ? len_[r] - 1 - s : s; }
-    bool padded() const { return steps_ < T_ || (B_ > 0 && len_[B_ - 1] < T_); }
     // True when step s row r is exactly (time s, batch r) for all s, r.
     bool identity() const { return identity_; }
 
@@ -57,18 +56,8 @@ public:
         for (Index r = 0; r < B_; ++r) std::copy_n(src + r * n, n, dst + perm_[r] * n);
     }
 
-    // Step-layout (T, B, n) sorted rows -> time-layout (T, B, n) batch rows;
-    // positions no step visits are zero.
-    template <typename S>
-    void to_time_layout(const S* step, S* time, Index n) const {
-        std::fill_n(time, T_ * B_ * n, S(0));
-        for (Index s = 0; s < steps_; ++s)
-            for (Index r = 0; r < active_[s]; ++r)
-                std::copy_n(step + (s * B_ + r) * n, n, time + (this->time(s, r) * B_ + perm_[r]) * n);
-    }
-
 private:
-    Index T_, B_;
+    Index B_;
     bool reverse_;
     bool identity_;
     Index steps_;
