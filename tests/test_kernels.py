@@ -214,8 +214,10 @@ def test_thread_counts_agree(variant, mode):
     # Large enough that steps split hidden units among 2 threads (H = 40 is not
     # a multiple of the 16-unit panels, so the split is uneven). Eigen's GEMM
     # (weight gradients) picks its blocking from the thread count, so sums are
-    # ordered differently: results agree to float32 round-off (rtol 1e-5 for
-    # sums of ~100 terms over 20 steps), not bit for bit (docs/numerics.md).
+    # ordered differently: results agree to float32 round-off, not bit for bit
+    # (docs/numerics.md). The weight gradients sum T·B = 1280 terms of size ~1:
+    # reordering such a sum moves it by up to ~sqrt(1280)·6e-8·(sum of |terms|)
+    # ≈ 1e-4 absolute, so atol 1e-4 (rtol 1e-5 for the large entries).
     cell, opts, G = variant
     rng = np.random.default_rng(8)
     args, kw, grads = make_case(cell, opts, G, 20, 64, 48, 40, np.float32, rng)
@@ -230,4 +232,4 @@ def test_thread_counts_agree(variant, mode):
         again = run(F, cell, args, kw, grads, lengths, reverse)
     finally:
         F.set_num_threads(old)
-    assert_match(again, base, 1e-5, 1e-5, f"{cell}{opts} 2 threads vs 1")
+    assert_match(again, base, 1e-5, 1e-4, f"{cell}{opts} 2 threads vs 1")
