@@ -1,4 +1,4 @@
-// Threads and GEMMs.
+// Threads, and the weight-gradient GEMM.
 //
 // One process-wide thread count drives both OpenMP loops (fused gate passes,
 // packed_gemm.hpp) and Eigen's GEMM (weight gradients). Loops split work
@@ -34,12 +34,12 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
 template <typename S>
 inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
-                    Index lda = -1, Index ldc = -1) {
+                    Index lda = -1) {
     if (m == 0 || n == 0) return;
     using Stride = Eigen::OuterStride<>;
     Eigen::Map<const Mat<S>, 0, Stride> a(A, k, m, Stride(lda < 0 ? m : lda));
     ConstMatMap<S> b(B, k, n);
-    Eigen::Map<Mat<S>, 0, Stride> c(C, m, n, Stride(ldc < 0 ? n : ldc));
+    Eigen::Map<Mat<S>> c(C, m, n);
     if (accumulate)
         c.noalias() += a.transpose() * b;
     else

@@ -126,28 +126,4 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
     }
 }
 
-// Writes len values of row r of step s into out (T, B, H) at (time(s, r), row(r)).
-template <typename S>
-inline void write_output(const Schedule& sch, Index s, Index r, const S* h, S* out, Index B, Index H,
-                         Index len) {
-    std::copy_n(h, len, out + (sch.time(s, r) * B + sch.row(r)) * H);
-}
-
-// Where the recurrent state lives. Training keeps every step (slot s = state
-// before step s, T+1 slots, the cache); inference alternates two slots, which
-// lets threads write their units of the new state while others still read
-// the old one. Rows that have ended are never written again, so a row's final
-// state stays in slot(length).
-struct StateSlots {
-    bool keep_all;
-    Index slot(Index s) const { return keep_all ? s : s % 2; }
-    Index count(Index T) const { return keep_all ? T + 1 : 2; }
-};
-
-// Row r's d_out at step s, read from (T, B, H).
-template <typename S>
-inline const S* read_output(const Schedule& sch, Index s, Index r, const S* d_out, Index B, Index H) {
-    return d_out + (sch.time(s, r) * B + sch.row(r)) * H;
-}
-
 }  // namespace fastrnn

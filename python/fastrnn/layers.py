@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_lengths
+from ._checks import check_flag, check_lengths
 from .nn import Module, _check_dtype, _check_size, as_generator
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
@@ -42,12 +42,6 @@ class IncompatibleKeys(NamedTuple):
     """What `load_state_dict(..., strict=False)` did not load (as PyTorch's result)."""
     missing_keys: list
     unexpected_keys: list
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 class _RNNBase(Module):
@@ -63,9 +57,9 @@ class _RNNBase(Module):
         self.input_size = _check_size("input_size", input_size)
         self.hidden_size = _check_size("hidden_size", hidden_size)
         self.num_layers = _check_size("num_layers", num_layers)
-        self.bias = _check_bool("bias", bias)
-        self.batch_first = _check_bool("batch_first", batch_first)
-        self.bidirectional = _check_bool("bidirectional", bidirectional)
+        self.bias = check_flag("bias", bias)
+        self.batch_first = check_flag("batch_first", batch_first)
+        self.bidirectional = check_flag("bidirectional", bidirectional)
         if (not isinstance(dropout, numbers.Real) or isinstance(dropout, bool)
                 or not 0 <= dropout <= 1):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
@@ -385,7 +379,7 @@ class LSTM(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, peephole=False, dtype=np.float32,
                  seed=None, _backend=None):
-        self.peephole = _check_bool("peephole", peephole)
+        self.peephole = check_flag("peephole", peephole)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, _backend)
 
@@ -418,7 +412,7 @@ class GRU(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, reset_after=True, dtype=np.float32,
                  seed=None, _backend=None):
-        self.reset_after = _check_bool("reset_after", reset_after)
+        self.reset_after = check_flag("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, _backend)
 
