@@ -11,6 +11,7 @@
 #include "kernels.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -50,30 +51,47 @@ void check_shape(const py::array& a, std::initializer_list<Index> shape, const c
 }
 
 // Product of sizes, refusing results that do not fit (before any allocation).
-Index checked_size(std::initializer_list<Index> dims) {
+Index checked_size(std::initializer_list<Index> dims, const char* name) {
     Index total = 1;
     for (Index n : dims) {
         require(n >= 0, "negative size");
         if (n != 0 && total > std::numeric_limits<Index>::max() / 8 / n)
-            throw std::overflow_error("fastrnn._core: array size overflows");
+            throw std::overflow_error(std::string("fastrnn._core: the size of ") + name + " overflows");
         total *= n;
     }
     return total;
 }
 
+[[noreturn]] void out_of_memory(const char* name, std::initializer_list<Index> shape, std::size_t bytes) {
+    std::string s = "(";
+    Index i = 0;
+    for (Index n : shape) s += (i++ ? ", " : "") + std::to_string(n);
+    char gib[32];
+    std::snprintf(gib, sizeof gib, "%.1f", static_cast<double>(bytes) / (1 << 30));
+    const std::string msg = std::string("fastrnn: cannot allocate ") + gib + " GiB for " + name + " of shape " + s + ")";
+    PyErr_SetString(PyExc_MemoryError, msg.c_str());
+    throw py::error_already_set();
+}
+
 // Outputs and caches start on a cache line, like the kernels' own buffers:
 // threads write them in disjoint unit ranges (common.hpp, LineAligned).
+// Allocated with the GIL held, so a failure becomes a MemoryError naming the array.
 template <typename S>
-Arr<S> empty(std::initializer_list<Index> shape) {
-    const Index n = checked_size(shape);
-    S* data = LineAligned<S>().allocate(static_cast<std::size_t>(std::max<Index>(n, 1)));
+Arr<S> empty(const char* name, std::initializer_list<Index> shape) {
+    const std::size_t n = static_cast<std::size_t>(std::max<Index>(checked_size(shape, name), 1));
+    S* data = nullptr;
+    try {
+        data = LineAligned<S>().allocate(n);
+    } catch (const std::bad_alloc&) {
+        out_of_memory(name, shape, n * sizeof(S));
+    }
     py::capsule owner(data, [](void* p) { LineAligned<S>().deallocate(static_cast<S*>(p), 0); });
     return Arr<S>(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
 }
 
 template <typename S>
-Arr<S> zeros(std::initializer_list<Index> shape) {
-    Arr<S> a = empty<S>(shape);
+Arr<S> zeros(const char* name, std::initializer_list<Index> shape) {
+    Arr<S> a = empty<S>(name, shape);
     std::memset(a.mutable_data(), 0, a.size() * sizeof(S));
     return a;
 }
@@ -85,7 +103,7 @@ Dims dims_of(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, Index G) {
     require(w_hh.ndim() == 2 && w_hh.shape(0) == G * w_hh.shape(1),
             "w_hh must have shape (G*H, H), got " + shape_str(w_hh));
     Dims d{x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1)};
-    checked_size({d.T + 1, d.B, G * d.H});
+    checked_size({d.T + 1, d.B, G * d.H}, "the outputs of x and w_hh");
     check_shape(w_ih, {G * d.H, d.I}, "w_ih");
     return d;
 }
@@ -109,7 +127,7 @@ Weights<S> weights(const Dims& d, Index G, const Arr<S>& w_ih, const Arr<S>& w_h
 // Output sequence: zeros where padding is never written.
 template <typename S>
 Arr<S> output(const Dims& d, const std::int64_t* lengths) {
-    return lengths ? zeros<S>({d.T, d.B, d.H}) : empty<S>({d.T, d.B, d.H});
+    return lengths ? zeros<S>("out", {d.T, d.B, d.H}) : empty<S>("out", {d.T, d.B, d.H});
 }
 
 template <typename S>
@@ -125,11 +143,13 @@ py::tuple lstm_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     check_shape(h0, {d.B, d.H}, "h0");
     check_shape(c0, {d.B, d.H}, "c0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>({d.B, d.H}), c_n = empty<S>({d.B, d.H});
+    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H}), c_n = empty<S>("c_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), cs = py::none();
     LSTMCache<S> cache;
     if (training) {
-        Arr<S> g = empty<S>({d.T, d.B, 4 * d.H}), h = empty<S>({d.T + 1, d.B, d.H}), c = empty<S>({d.T + 1, d.B, d.H});
+        Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 4 * d.H}),
+               h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H}),
+               c = empty<S>("the training cache (c)", {d.T + 1, d.B, d.H});
         cache = {g.mutable_data(), h.mutable_data(), c.mutable_data()};
         gates = g, hs = h, cs = c;
     }
@@ -159,13 +179,13 @@ py::tuple lstm_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh,
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
     check_shape(d_c_n, {d.B, d.H}, "d_c_n");
-    Arr<S> dx = zeros<S>({d.T, d.B, d.I}), dh0 = empty<S>({d.B, d.H}), dc0 = empty<S>({d.B, d.H}),
-           dw_ih = empty<S>({4 * d.H, d.I}), dw_hh = empty<S>({4 * d.H, d.H}), db = empty<S>({4 * d.H});
+    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
+           dw_ih = empty<S>("dw_ih", {4 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {4 * d.H, d.H}), db = empty<S>("db", {4 * d.H});
     py::object dpeep = py::none();
     LSTMGradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
                       dw_hh.mutable_data(), db.mutable_data(), nullptr};
     if (peephole) {
-        Arr<S> dp = empty<S>({3, d.H});
+        Arr<S> dp = empty<S>("dpeephole", {3, d.H});
         g.dpeephole = dp.mutable_data();
         dpeep = dp;
     }
@@ -186,16 +206,17 @@ py::tuple gru_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const Weights<S> w = weights(d, 3, w_ih, w_hh, b_ih, b_hh);
     check_shape(h0, {d.B, d.H}, "h0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>({d.B, d.H});
+    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), hn = py::none();
     GRUCache<S> cache;
     if (training) {
-        Arr<S> g = empty<S>({d.T, d.B, 3 * d.H}), h = empty<S>({d.T + 1, d.B, d.H});
+        Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 3 * d.H}),
+               h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
         cache.gates = g.mutable_data();
         cache.hs = h.mutable_data();
         gates = g, hs = h;
         if (reset_after) {
-            Arr<S> n = empty<S>({d.T, d.B, d.H});
+            Arr<S> n = empty<S>("the training cache (n)", {d.T, d.B, d.H});
             cache.hn = n.mutable_data();
             hn = n;
         }
@@ -221,8 +242,8 @@ py::tuple gru_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     if (hn) check_shape(*hn, {d.T, d.B, d.H}, "hn");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = zeros<S>({d.T, d.B, d.I}), dh0 = empty<S>({d.B, d.H}), dw_ih = empty<S>({3 * d.H, d.I}),
-           dw_hh = empty<S>({3 * d.H, d.H}), db_ih = empty<S>({3 * d.H}), db_hh = empty<S>({3 * d.H});
+    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}),
+           dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}), db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
     GRUCache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()),
                       hn ? const_cast<S*>(hn->data()) : nullptr};
     GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
@@ -242,11 +263,11 @@ py::tuple rnn_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const Weights<S> w = weights(d, 1, w_ih, w_hh, b_ih, b_hh);
     check_shape(h0, {d.B, d.H}, "h0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>({d.B, d.H});
+    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object hs = py::none();
     S* hs_ptr = nullptr;
     if (training) {
-        Arr<S> h = empty<S>({d.T + 1, d.B, d.H});
+        Arr<S> h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
         hs_ptr = h.mutable_data();
         hs = h;
     }
@@ -267,8 +288,8 @@ py::tuple rnn_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = zeros<S>({d.T, d.B, d.I}), dh0 = empty<S>({d.B, d.H}), dw_ih = empty<S>({d.H, d.I}),
-           dw_hh = empty<S>({d.H, d.H}), db_ih = empty<S>({d.H}), db_hh = empty<S>({d.H});
+    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {d.H, d.I}),
+           dw_hh = empty<S>("dw_hh", {d.H, d.H}), db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
     GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
                   dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
     {

@@ -30,7 +30,7 @@ def as_float_array(name, a, dtype=None):
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype).name} (the dtype of x), "
                         f"got {a.dtype}")
-    return np.ascontiguousarray(a)
+    return np.asarray(a, order="C")      # unlike ascontiguousarray, keeps 0-d as 0-d
 
 
 def check_shape(name, a, expected):
@@ -86,6 +86,7 @@ def check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, lengths=None,
         raise ValueError("w_hh must have H >= 1 hidden units, got shape "
                          f"{_shape(w_hh)}")
     w_ih = check_shape("w_ih", as_float_array("w_ih", w_ih, dtype), (G * H, I))
+    check_size(T, B, G, H, dtype)
     out = dict(x=x, w_ih=w_ih, w_hh=w_hh, T=T, B=B, I=I, H=H, dtype=dtype,
                b_ih=optional("b_ih", b_ih, (G * H,), dtype),
                b_hh=optional("b_hh", b_hh, (G * H,), dtype),
@@ -96,6 +97,16 @@ def check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, lengths=None,
         out["peephole"] = None if peephole is None else check_shape(
             "peephole", as_float_array("peephole", peephole, dtype), (3, H))
     return out
+
+
+def check_size(T, B, G, H, dtype):
+    """Refuse sizes whose outputs and caches cannot even be addressed. x may hold no
+    data (I = 0) whatever T and B are, but out, the states and the training cache
+    scale with T * B * G * H; a clean MemoryError beats an overflow deeper down."""
+    need = (T + 1) * B * (G + 2) * H * np.dtype(dtype).itemsize   # Python ints: exact
+    if need > np.iinfo(np.intp).max:
+        raise MemoryError(f"x of shape (T={T}, B={B}, I) with H={H} hidden units needs "
+                          f"{need} bytes for its outputs and cache; that cannot be allocated")
 
 
 def check_choice(name, value, choices):

@@ -22,6 +22,11 @@ __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
            "rnn_forward", "rnn_backward", "set_num_threads", "get_num_threads"]
 
 
+# More threads than this is a mistake (and OpenMP may abort the process when
+# it cannot create them), not a configuration.
+MAX_THREADS = 1024
+
+
 @dataclass(frozen=True)
 class Cache:
     """What backward needs from a training-mode forward (opaque to users).
@@ -43,8 +48,8 @@ def set_num_threads(n):
     """Threads for every kernel (GEMMs and fused gate passes), process-wide."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be between 1 and {MAX_THREADS}, got {n}")
     _core.set_num_threads(int(n))
 
 

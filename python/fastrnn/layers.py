@@ -358,7 +358,12 @@ class _RNNBase(Module):
                 raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {a.dtype}")
             if a.shape != shape:
                 raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {a.shape}")
-            loaded[name] = a
+            with np.errstate(over="ignore"):
+                converted = a.astype(self.dtype)
+            if np.any(np.isinf(converted) & np.isfinite(a)):
+                raise ValueError(f"state_dict[{name!r}] has finite values beyond the range of "
+                                 f"{self.dtype.name} (largest magnitude {np.abs(a).max():g})")
+            loaded[name] = converted
         for name, a in loaded.items():
             self.params[name][...] = a
         return IncompatibleKeys(missing, unexpected)

@@ -76,7 +76,9 @@ def _run(step, a, states, params, valid, reverse, training, **flags):
     states = tuple(s.copy() for s in states)           # never alias the caller's h0, c0
     out = np.zeros((T, B, H), dtype=a["dtype"])
     steps = []
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+    # No rows, nothing to compute: T may be huge when x holds no data.
+    order = () if B == 0 else range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
         m = valid[t]                                   # (B, 1): row b is live at t
         new, saved = step(x[t], *states, *params, **flags)
         states = tuple(np.where(m, n, s) for n, s in zip(new, states))

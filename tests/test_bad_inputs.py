@@ -1,0 +1,622 @@
+"""Hostile inputs for every public entry point (issue #5, DESIGN §6).
+
+Each bad input must raise TypeError / ValueError / MemoryError with a message that
+names the argument (and, for shapes and dtypes, what was expected and what was
+given); a legal but unusual input (Fortran order, negative strides, read-only,
+lists, empty axes) must give the same answer as the plain call. No input array is
+ever modified, whether the call raises or not: every case snapshots the arrays it
+passes and compares them afterwards.
+
+The cases are generated per entry point x cell x backend (C++ `functional` and the
+NumPy `reference`), so `pytest --collect-only -q tests/test_bad_inputs.py` counts them.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import GRU, LSTM, SimpleRNN, reference
+
+try:
+    import fastrnn.functional as cpp
+except ImportError:      # the C++ backend is not built: only the reference is checked
+    cpp = None
+
+BACKENDS = {"ref": reference, **({"cpp": cpp} if cpp is not None else {})}
+needs_cpp = pytest.mark.skipif(cpp is None, reason="fastrnn.functional (C++) is not built")
+
+T, B, I, H = 5, 3, 4, 6          # all different, so a swapped axis cannot pass a check
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+F32 = np.float32
+
+
+def good_args(cell, dtype=F32, seed=0):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+
+    def r(*shape):
+        return (0.5 * rng.standard_normal(shape)).astype(dtype)
+
+    a = dict(x=r(T, B, I), w_ih=r(G * H, I), w_hh=r(G * H, H), b_ih=r(G * H),
+             b_hh=r(G * H), h0=r(B, H), lengths=np.array([5, 2, 0]))
+    if cell == "lstm":
+        a["c0"] = r(B, H)
+    return a
+
+
+def arrays_in(obj):
+    """Every ndarray reachable through tuples, lists and dicts."""
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [a for o in obj for a in arrays_in(o)]
+    if isinstance(obj, dict):
+        return [a for o in obj.values() for a in arrays_in(o)]
+    return []
+
+
+def call_unmodified(fn, *args, **kwargs):
+    """fn(*args, **kwargs), checking afterwards (also when it raises) that no array
+    argument changed, bit for bit (NaN compares equal to NaN here)."""
+    inputs = arrays_in((args, kwargs))
+    before = [copy.deepcopy(a) for a in inputs]
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        for a, b in zip(inputs, before):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if a.dtype.kind in "fc":
+                np.testing.assert_array_equal(a, b)
+            else:
+                assert (a == b).all() if a.size else True
+
+
+# -- functional and reference: forward -------------------------------------------------------
+
+def bad_forward_values(cell):
+    """(argument, bad value maker(args), exception, message pattern)."""
+    G = GATES[cell]
+    f64 = np.float64
+    cases = [
+        ("x", lambda a: a["x"].tolist(), TypeError, r"x must be a numpy.ndarray"),
+        ("x", lambda a: None, TypeError, r"x must be a numpy.ndarray.*got NoneType"),
+        ("x", lambda a: a["x"][0], ValueError, r"x must have rank 3 \(T, B, I\), got shape \(3, 4\)"),
+        ("x", lambda a: a["x"][None], ValueError, r"x must have rank 3.*got shape \(1, 5, 3, 4\)"),
+        ("x", lambda a: np.array(1.0, F32), ValueError, r"x must have rank 3.*got shape \(\)"),
+        ("x", lambda a: a["x"].astype(np.int64), TypeError, r"x must have dtype float32 or float64, got int64"),
+        ("x", lambda a: a["x"].astype(np.complex64), TypeError, r"x must have dtype .*got complex64"),
+        ("x", lambda a: a["x"].astype(object), TypeError, r"x must have dtype .*got object"),
+        ("x", lambda a: a["x"].astype(np.float16), TypeError, r"x must have dtype .*got float16"),
+        ("x", lambda a: a["x"] > 0, TypeError, r"x must have dtype .*got bool"),
+        ("x", lambda a: a["x"].astype(str), TypeError, r"x must have dtype .*got <U"),
+        ("x", lambda a: np.zeros((T, B, I + 1), F32), ValueError,
+         rf"w_ih must have shape \({G * H}, {I + 1}\), got \({G * H}, {I}\)"),
+        ("w_ih", lambda a: a["w_ih"][:, :-1], ValueError,
+         rf"w_ih must have shape \({G * H}, {I}\), got \({G * H}, {I - 1}\)"),
+        ("w_ih", lambda a: a["w_ih"][:-1], ValueError, r"w_ih must have shape .*got"),
+        ("w_ih", lambda a: a["w_ih"].ravel(), ValueError, r"w_ih must have shape .*got \(\d+,\)"),
+        ("w_ih", lambda a: a["w_ih"][None], ValueError, r"w_ih must have shape .*got \(1, "),
+        ("w_ih", lambda a: a["w_ih"].astype(f64), TypeError,
+         r"w_ih must have dtype float32 \(the dtype of x\), got float64"),
+        ("w_ih", lambda a: a["w_ih"].astype(np.int32), TypeError, r"w_ih must have dtype .*got int32"),
+        ("w_ih", lambda a: a["w_ih"].astype(np.float16), TypeError, r"w_ih must have dtype .*got float16"),
+        ("w_ih", lambda a: None, TypeError, r"w_ih must hold real numbers, got dtype object"),
+        ("w_ih", lambda a: [["a"] * I] * (G * H), TypeError, r"w_ih must hold real numbers, got dtype <U1"),
+        ("w_hh", lambda a: a["w_hh"][:, :-1], ValueError, rf"w_hh must have shape \({G}\*H, H\) for {cell}, got"),
+        ("w_hh", lambda a: a["w_hh"][:-1], ValueError, r"w_hh must have shape .*got"),
+        ("w_hh", lambda a: np.zeros((H, H), F32) if G > 1 else np.zeros((H, H + 1), F32), ValueError,
+         r"w_hh must have shape .*got"),
+        ("w_hh", lambda a: a["w_hh"].ravel(), ValueError, r"w_hh must have shape .*got \(\d+,\)"),
+        ("w_hh", lambda a: np.zeros((0, 0), F32), ValueError, r"w_hh must have H >= 1 hidden units, got shape \(0, 0\)"),
+        ("w_hh", lambda a: a["w_hh"].astype(f64), TypeError, r"w_hh must have dtype float32 \(the dtype of x\)"),
+        ("w_hh", lambda a: a["w_hh"].astype(np.complex128), TypeError, r"w_hh must have dtype .*complex128"),
+        ("h0", lambda a: np.zeros((B + 1, H), F32), ValueError, rf"h0 must have shape \({B}, {H}\), got \({B + 1}, {H}\)"),
+        ("h0", lambda a: np.zeros((B, H + 1), F32), ValueError, rf"h0 must have shape \({B}, {H}\), got"),
+        ("h0", lambda a: a["h0"][None], ValueError, rf"h0 must have shape \({B}, {H}\), got \(1, {B}, {H}\)"),
+        ("h0", lambda a: a["h0"].ravel(), ValueError, r"h0 must have shape .*got \(18,\)"),
+        ("h0", lambda a: a["h0"].astype(f64), TypeError, r"h0 must have dtype float32 \(the dtype of x\)"),
+        ("h0", lambda a: a["h0"].astype(object), TypeError, r"h0 must have dtype .*got object"),
+        ("lengths", lambda a: a["lengths"].astype(float), TypeError,
+         r"lengths must be an integer array, got dtype float64 \(convert with .astype\(int\)\)"),
+        ("lengths", lambda a: np.array([2.5, 1, 0]), TypeError, r"lengths must be an integer array, got dtype float64$"),
+        ("lengths", lambda a: a["lengths"] > 0, TypeError, r"lengths must be an integer array, got dtype bool"),
+        ("lengths", lambda a: [1, None, 2], TypeError, r"lengths must be an integer array, got dtype object"),
+        ("lengths", lambda a: "abc", TypeError, r"lengths must be an integer array, got dtype <U3"),
+        ("lengths", lambda a: a["lengths"][:, None], ValueError,
+         rf"lengths must have shape \({B},\) \(one per batch entry\), got \({B}, 1\)"),
+        ("lengths", lambda a: np.array([1, 2]), ValueError, r"lengths must have shape \(3,\).*got \(2,\)"),
+        ("lengths", lambda a: 3, ValueError, r"lengths must have shape \(3,\).*got \(\)"),
+        ("lengths", lambda a: np.array([-1, 2, 3]), ValueError,
+         rf"lengths must lie in \[0, {T}\] \(T = x.shape\[0\]\), got values from -1 to 3"),
+        ("lengths", lambda a: np.array([1, T + 1, 3]), ValueError, rf"lengths must lie in \[0, {T}\].*to {T + 1}"),
+        ("lengths", lambda a: np.array([2**63 + 5, 1, 1], np.uint64), ValueError, r"lengths must lie in \[0, 5\]"),
+        ("reverse", lambda a: 1, TypeError, r"reverse must be a bool, got int"),
+        ("reverse", lambda a: "yes", TypeError, r"reverse must be a bool, got str"),
+        ("reverse", lambda a: None, TypeError, r"reverse must be a bool, got NoneType"),
+        ("reverse", lambda a: np.array([True]), TypeError, r"reverse must be a bool, got ndarray"),
+        ("training", lambda a: 0, TypeError, r"training must be a bool, got int"),
+    ]
+    for bias in ("b_ih", "b_hh"):
+        cases += [
+            (bias, lambda a: np.zeros(G * H + 1, F32), ValueError, rf"{bias} must have shape \({G * H},\), got \({G * H + 1},\)"),
+            (bias, lambda a, b=bias: a[b][None], ValueError, rf"{bias} must have shape \({G * H},\), got \(1, {G * H}\)"),
+            (bias, lambda a: np.array(0.0, F32), ValueError, rf"{bias} must have shape .*got \(\)"),
+            (bias, lambda a, b=bias: a[b].astype(f64), TypeError, rf"{bias} must have dtype float32 \(the dtype of x\)"),
+            (bias, lambda a: ["x"] * (G * H), TypeError, rf"{bias} must hold real numbers"),
+        ]
+    if cell == "lstm":
+        cases += [
+            ("c0", lambda a: np.zeros((B + 1, H), F32), ValueError, rf"c0 must have shape \({B}, {H}\), got \({B + 1}, {H}\)"),
+            ("c0", lambda a: a["c0"][None], ValueError, r"c0 must have shape .*got \(1, "),
+            ("c0", lambda a: a["c0"].astype(f64), TypeError, r"c0 must have dtype float32 \(the dtype of x\)"),
+            ("peephole", lambda a: np.zeros((4, H), F32), ValueError, rf"peephole must have shape \(3, {H}\), got \(4, {H}\)"),
+            ("peephole", lambda a: np.zeros(3 * H, F32), ValueError, r"peephole must have shape .*got \(18,\)"),
+            ("peephole", lambda a: np.zeros((3, H)), TypeError, r"peephole must have dtype float32 \(the dtype of x\)"),
+        ]
+    elif cell == "gru":
+        cases += [
+            ("reset_after", lambda a: 1, TypeError, r"reset_after must be a bool, got int"),
+            ("reset_after", lambda a: "True", TypeError, r"reset_after must be a bool, got str"),
+        ]
+    else:
+        cases += [
+            ("nonlinearity", lambda a: "sigmoid", ValueError, r"nonlinearity must be one of \('tanh', 'relu'\), got 'sigmoid'"),
+            ("nonlinearity", lambda a: None, ValueError, r"nonlinearity must be one of .*got None"),
+            ("nonlinearity", lambda a: "TANH", ValueError, r"nonlinearity must be one of .*got 'TANH'"),
+        ]
+    return cases
+
+
+FORWARD_CASES = [pytest.param(cell, backend, *case, id=f"{cell}-{backend}-{case[0]}-{i}")
+                 for cell in GATES for backend in BACKENDS
+                 for i, case in enumerate(bad_forward_values(cell))]
+
+
+@pytest.mark.parametrize("cell, backend, arg, make, exc, match", FORWARD_CASES)
+def test_forward_rejects(cell, backend, arg, make, exc, match):
+    a = good_args(cell)
+    a[arg] = make(a)
+    fn = getattr(BACKENDS[backend], f"{cell}_forward")
+    with pytest.raises(exc, match=match):
+        call_unmodified(fn, **a)
+
+
+# -- functional and reference: backward ------------------------------------------------------
+
+def bad_backward_values(cell):
+    """(argument, bad value maker(cache, other_cell_cache, other_backend_cache), exc, pattern)."""
+    d_c = [("d_c_n", lambda: np.zeros((B, H + 1), F32), ValueError, rf"d_c_n must have shape \({B}, {H}\), got"),
+           ("d_c_n", lambda: np.zeros((B, H)), TypeError, r"d_c_n must have dtype float32 \(the dtype of x\)")]
+    return [
+        ("cache", lambda: None, ValueError, rf"{cell}_backward: cache is None; run the forward pass with training=True"),
+        ("cache", lambda: "cache", TypeError, rf"{cell}_backward: cache must be the cache returned by the matching forward"),
+        ("cache", lambda: {"x": 1}, TypeError, r"cache must be the cache returned .*got dict"),
+        ("d_out", lambda: np.zeros((T, B, H + 1), F32), ValueError, rf"d_out must have shape \({T}, {B}, {H}\), got \({T}, {B}, {H + 1}\)"),
+        ("d_out", lambda: np.zeros((T + 1, B, H), F32), ValueError, r"d_out must have shape .*got \(6, "),
+        ("d_out", lambda: np.zeros((B, H), F32), ValueError, r"d_out must have shape .*got \(3, 6\)"),
+        ("d_out", lambda: np.zeros((T, B, H)), TypeError, r"d_out must have dtype float32 \(the dtype of x\), got float64"),
+        ("d_out", lambda: np.zeros((T, B, H), np.int64), TypeError, r"d_out must have dtype float32 or float64, got int64"),
+        ("d_out", lambda: np.zeros((T, B, H), np.complex64), TypeError, r"d_out must have dtype .*complex64"),
+        ("d_out", lambda: [["a"]], TypeError, r"d_out must hold real numbers"),
+        ("d_h_n", lambda: np.zeros((1, B, H), F32), ValueError, rf"d_h_n must have shape \({B}, {H}\), got \(1, {B}, {H}\)"),
+        ("d_h_n", lambda: np.zeros((B, H), np.float16), TypeError, r"d_h_n must have dtype .*float16"),
+    ] + (d_c if cell == "lstm" else [])
+
+
+BACKWARD_CASES = [pytest.param(cell, backend, *case, id=f"{cell}-{backend}-{case[0]}-{i}")
+                  for cell in GATES for backend in BACKENDS
+                  for i, case in enumerate(bad_backward_values(cell))]
+
+
+def forward_cache(cell, module, dtype=F32):
+    a = good_args(cell, dtype)
+    return getattr(module, f"{cell}_forward")(**a)[-1]
+
+
+@pytest.mark.parametrize("cell, backend, arg, make, exc, match", BACKWARD_CASES)
+def test_backward_rejects(cell, backend, arg, make, exc, match):
+    M = BACKENDS[backend]
+    kw = {"cache": forward_cache(cell, M), arg: make()}
+    with pytest.raises(exc, match=match):
+        call_unmodified(getattr(M, f"{cell}_backward"), **kw)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("cell", list(GATES))
+def test_backward_rejects_caches_of_other_cells_and_backends(cell, backend):
+    M = BACKENDS[backend]
+    backward = getattr(M, f"{cell}_backward")
+    for other in GATES:
+        if other != cell:
+            with pytest.raises(TypeError, match=rf"(?i){cell}_backward: cache .*{other}"):
+                backward(forward_cache(other, M))
+    for name, other_backend in BACKENDS.items():
+        if name != backend:
+            with pytest.raises(TypeError, match=r"cache must be the cache returned by the matching"):
+                backward(forward_cache(cell, other_backend))
+    inference = getattr(M, f"{cell}_forward")(**good_args(cell), training=False)[-1]
+    with pytest.raises(ValueError, match="cache is None"):
+        backward(inference)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("cell", list(GATES))
+def test_backward_twice_gives_the_same_gradients(cell, backend):
+    """The functional cache is read, never consumed or changed: a second backward
+    (with a list as d_out, converted) repeats the first exactly."""
+    M = BACKENDS[backend]
+    cache = forward_cache(cell, M)
+    d_out = np.random.default_rng(1).standard_normal((T, B, H)).astype(F32)
+    first = call_unmodified(getattr(M, f"{cell}_backward"), cache, d_out)
+    second = getattr(M, f"{cell}_backward")(cache, d_out.tolist())
+    for f, s in zip(first, second):
+        if f is not None:
+            np.testing.assert_array_equal(f, s)
+
+
+# -- legal but unusual inputs: the same answer as the plain call -----------------------------
+
+def layouts(a):
+    """Views of the same values in other memory layouts (name -> transformed args)."""
+    def fortran(v):
+        return np.asfortranarray(v)
+
+    def reversed_view(v):            # negative strides over a flipped copy
+        return np.flip(np.flip(v).copy())
+
+    def strided(v):                  # every other element of a larger buffer
+        big = np.zeros(v.shape[:-1] + (2 * v.shape[-1],), v.dtype)
+        big[..., ::2] = v
+        return big[..., ::2]
+
+    def read_only(v):
+        v = v.copy()
+        v.flags.writeable = False
+        return v
+
+    def lists(v):
+        return v.tolist()
+
+    out = {}
+    for name, f in [("fortran", fortran), ("negative_strides", reversed_view),
+                    ("strided", strided), ("read_only", read_only)]:
+        out[name] = {k: f(v) if isinstance(v, np.ndarray) else v for k, v in a.items()}
+    out["weights_as_lists"] = {k: lists(v) if k not in ("x", "lengths") else v for k, v in a.items()}
+    out["lengths_list"] = dict(a, lengths=a["lengths"].tolist())
+    out["lengths_uint8"] = dict(a, lengths=a["lengths"].astype(np.uint8))
+    out["lengths_int32"] = dict(a, lengths=a["lengths"].astype(np.int32))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("cell", list(GATES))
+def test_unusual_layouts_give_identical_results(cell, backend, dtype):
+    """Bit-identical, not just close: inputs are copied to C order before use and the
+    kernels' results do not depend on where the data lives (docs/numerics.md)."""
+    M = BACKENDS[backend]
+    forward, backward = getattr(M, f"{cell}_forward"), getattr(M, f"{cell}_backward")
+    a = good_args(cell, dtype)
+    d_out = np.random.default_rng(2).standard_normal((T, B, H)).astype(dtype)
+    *want, cache = forward(**a)
+    want_g = backward(cache, d_out)
+    for name, args in layouts(a).items():
+        *got, cache = call_unmodified(forward, **args)
+        for w, g in zip(want, got):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+            assert g.flags.writeable and g.flags.c_contiguous, name
+        d = np.asfortranarray(d_out) if name == "fortran" else d_out
+        for w, g in zip(want_g, call_unmodified(backward, cache, d)):
+            if w is not None:
+                np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("cell", list(GATES))
+def test_empty_axes(cell, backend):
+    """T = 0, B = 0 and I = 0 are legal: out has the empty shape, the states pass
+    through (T = 0), and backward returns zero-size or zero gradients. With B = 0,
+    T can be huge (x holds no data) and the call still returns at once."""
+    M = BACKENDS[backend]
+    forward, backward = getattr(M, f"{cell}_forward"), getattr(M, f"{cell}_backward")
+    a = good_args(cell)
+    n_states = 2 if cell == "lstm" else 1
+
+    r = forward(**dict(a, x=a["x"][:0], lengths=None))
+    assert r[0].shape == (0, B, H)
+    np.testing.assert_array_equal(r[1], a["h0"])
+    g = backward(r[-1], None, np.ones((B, H), F32))
+    assert g.dx.shape == (0, B, I) and not g.dw_ih.any() and not g.dw_hh.any()
+    np.testing.assert_array_equal(g.dh0, np.ones((B, H)))      # d h_n flows to h0 unchanged
+
+    empty_b = {k: (v[:, :0] if k == "x" else v[:0]) if k in ("x", "h0", "c0", "lengths") else v
+               for k, v in a.items()}
+    for t in (T, 10**12):
+        r = forward(**dict(empty_b, x=np.zeros((t, 0, I), F32), lengths=None))
+        assert r[0].shape == (t, 0, H) and all(s.shape == (0, H) for s in r[1:1 + n_states])
+        g = backward(r[-1])
+        assert not g.dw_hh.any() and not g.dw_ih.any()
+
+    no_features = dict(a, x=a["x"][:, :, :0], w_ih=a["w_ih"][:, :0])
+    out = forward(**no_features)[0]
+    # I = 0: the gates see only the biases and h; equal to running with zero inputs.
+    want = forward(**dict(a, x=np.zeros_like(a["x"])))[0]
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-6)   # float32: same ops, ~ulps
+
+    zero_lengths = forward(**dict(a, lengths=np.zeros(B, np.int64)))
+    assert not zero_lengths[0].any()
+    np.testing.assert_array_equal(zero_lengths[1], a["h0"])
+
+
+# -- sizes that cannot be allocated ----------------------------------------------------------
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("cell", list(GATES))
+def test_overflowing_sizes_raise_memory_error(cell, backend):
+    """x with I = 0 holds no data for any T and B, but out would need T*B*H elements:
+    a size past the address space is refused before anything is allocated."""
+    a = good_args(cell)
+    huge = 2**30                               # x's shape itself must stay addressable
+    kw = {k: v for k, v in a.items() if k not in ("h0", "c0", "lengths")}
+    kw.update(x=np.zeros((huge, huge, 0), F32), w_ih=a["w_ih"][:, :0])
+    with pytest.raises(MemoryError, match=rf"x of shape \(T={huge}, B={huge}, I\) with H={H} hidden units needs \d+ bytes"):
+        getattr(BACKENDS[backend], f"{cell}_forward")(**kw)
+
+
+@needs_cpp
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_allocation_failure_raises_memory_error_naming_the_array(cell, training):
+    """Addressable sizes, but out alone (256 TiB) exceeds the 128 TiB of x86-64 user
+    address space, so the allocation fails whatever the kernel's overcommit policy:
+    MemoryError naming the array, and the process lives on. x (I = 0) holds no data."""
+    G, H_big = GATES[cell], 256
+    args = dict(x=np.zeros((2**28, 2**10, 0), F32), w_ih=np.zeros((G * H_big, 0), F32),
+                w_hh=np.zeros((G * H_big, H_big), F32), training=training)
+    with pytest.raises(MemoryError, match=r"fastrnn: cannot allocate [\d.]+ GiB for out of shape "
+                                          r"\(268435456, 1024, 256\)"):
+        getattr(cpp, f"{cell}_forward")(**args)
+    assert getattr(cpp, f"{cell}_forward")(**good_args(cell))[0].shape == (T, B, H)
+
+
+@needs_cpp
+def test_cpp_second_line_refuses_overflow():
+    """fastrnn._core is private, but its own size check must stand even when called
+    directly, past the Python checks."""
+    from fastrnn import _core
+    x = np.zeros((2**30, 2**30, 0), F32)
+    w_ih, w_hh, b = np.zeros((8, 0), F32), np.zeros((8, 2), F32), np.zeros(8, F32)
+    h0 = np.zeros((1, 2), F32)             # shapes need not match: the size check comes first
+    with pytest.raises(OverflowError, match="fastrnn._core: the size of the outputs of x and w_hh overflows"):
+        _core.lstm_forward(x, w_ih, w_hh, b, b, h0, h0, None, None, False, False)
+
+
+# -- layers ----------------------------------------------------------------------------------
+
+LAYERS = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}
+L_KW = dict(num_layers=2, bidirectional=True)
+SH = (4, B, H)                          # (num_layers * directions, B, H)
+
+
+def layer_states(cls, value):
+    return (value, value) if cls is LSTM else value
+
+
+def bad_call_values(cls):
+    """(name, make(x) -> kwargs for the call, exc, pattern)."""
+    x = lambda: np.zeros((T, B, I), F32)        # noqa: E731
+    s = layer_states(cls, np.zeros(SH, F32))
+    cases = [
+        ("x-list", lambda: dict(x=x().tolist()), TypeError, r"x must be a numpy.ndarray \(T, B, I\) of dtype float32, got list"),
+        ("x-rank2", lambda: dict(x=x()[0]), ValueError, r"x must be a rank-3 numpy.ndarray \(T, B, I\), got shape \(3, 4\)"),
+        ("x-float64", lambda: dict(x=x().astype(np.float64)), TypeError, r"x must have dtype float32 \(the layer's dtype\), got float64"),
+        ("x-int", lambda: dict(x=x().astype(int)), TypeError, r"x must have dtype float32 .*got int64"),
+        ("x-complex", lambda: dict(x=x().astype(np.complex64)), TypeError, r"x must have dtype float32 .*got complex64"),
+        ("x-features", lambda: dict(x=np.zeros((T, B, I + 1), F32)), ValueError,
+         r"x must have shape \(5, 3, 4\) \(T, B, input_size\), got \(5, 3, 5\)"),
+        ("hx-shape", lambda: dict(x=x(), hx=layer_states(cls, np.zeros((2, B, H), F32))), ValueError,
+         r"[hc]_0 must have shape \(4, 3, 6\) \(num_layers \* num_directions, batch, hidden_size\), got \(2, 3, 6\)"),
+        ("hx-batch", lambda: dict(x=x(), hx=layer_states(cls, np.zeros((4, B + 1, H), F32))), ValueError,
+         r"[hc]_0 must have shape \(4, 3, 6\)"),
+        ("hx-dtype", lambda: dict(x=x(), hx=layer_states(cls, np.zeros(SH))), TypeError,
+         r"[hc]_0 must have dtype float32 \(the layer's dtype\), got float64"),
+        ("lengths-neg", lambda: dict(x=x(), lengths=np.array([-1, 2, 3])), ValueError,
+         r"lengths must lie in \[0, 5\] \(T = x.shape\[0\]\), got values from -1"),
+        ("lengths-big", lambda: dict(x=x(), lengths=np.array([1, 2, 6])), ValueError, r"lengths must lie in \[0, 5\]"),
+        ("lengths-float", lambda: dict(x=x(), lengths=np.ones(B)), TypeError, r"lengths must be an integer array"),
+        ("lengths-shape", lambda: dict(x=x(), lengths=np.ones(B + 1, int)), ValueError, r"lengths must have shape \(3,\)"),
+        ("training", lambda: dict(x=x(), training="yes"), TypeError, r"training must be None or a bool, got str"),
+    ]
+    if cls is LSTM:
+        cases += [("hx-not-tuple", lambda: dict(x=x(), hx=np.zeros(SH, F32)), TypeError,
+                   r"the LSTM states must be a tuple \(h_0, c_0\) or None, got ndarray"),
+                  ("hx-three", lambda: dict(x=x(), hx=(s[0], s[0], s[0])), TypeError, r"the LSTM states must be a tuple"),
+                  ("hx-list", lambda: dict(x=x(), hx=(s[0].tolist(), s[1])), TypeError,
+                   r"h_0 must be a numpy.ndarray of dtype float32, got list")]
+    else:
+        cases += [("hx-tuple", lambda: dict(x=x(), hx=(s, s)), TypeError,
+                   rf"h_0 must be a numpy.ndarray or None \(a {cls.__name__} has one state\), got a tuple"),
+                  ("hx-list", lambda: dict(x=x(), hx=s.tolist()), TypeError,
+                   rf"h_0 must be a numpy.ndarray or None \(a {cls.__name__} has one state\), got a list")]
+    return cases
+
+
+LAYER_CALL_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
+                    for name, cls in LAYERS.items() for backend in BACKENDS
+                    for case in bad_call_values(cls)]
+
+
+@pytest.mark.parametrize("name, backend, case, make, exc, match", LAYER_CALL_CASES)
+def test_layer_call_rejects(name, backend, case, make, exc, match):
+    layer = LAYERS[name](I, H, **L_KW, seed=0, _backend=BACKENDS[backend])
+    params = layer.state_dict()
+    with pytest.raises(exc, match=match):
+        call_unmodified(layer, **make())
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(v, params[k])
+    with pytest.raises(ValueError, match="no forward pass has run yet"):
+        layer.backward(None)            # a refused call leaves no cache behind
+
+
+def bad_backward_calls(cls):
+    good = np.zeros((T, B, 2 * H), F32)
+    dh = layer_states(cls, np.zeros((4, B, H), F32))
+    return [
+        ("d_out-shape", lambda: dict(d_out=good[:, :, :H]), ValueError,
+         r"d_out must have shape \(5, 3, 12\) \(the shape of out\), got \(5, 3, 6\)"),
+        ("d_out-dtype", lambda: dict(d_out=good.astype(np.float64)), TypeError,
+         r"d_out must have dtype float32 \(the layer's dtype\), got float64"),
+        ("d_out-list", lambda: dict(d_out=good.tolist()), TypeError, r"d_out must be a numpy.ndarray of dtype float32, got list"),
+        ("d_out-int", lambda: dict(d_out=good.astype(np.int32)), TypeError, r"d_out must have dtype float32 .*got int32"),
+        ("dh_n-shape", lambda: dict(d_out=good, dh_n=layer_states(cls, np.zeros((1, B, H), F32))), ValueError,
+         r"d[hc]_n must have shape \(4, 3, 6\)"),
+        ("dh_n-dtype", lambda: dict(d_out=good, dh_n=layer_states(cls, np.zeros((4, B, H)))), TypeError,
+         r"d[hc]_n must have dtype float32"),
+        ("dh_n-wrong-arity", lambda: dict(d_out=good, dh_n=(dh, dh, dh)), TypeError, r"states must be a tuple|one state"),
+    ]
+
+
+LAYER_BACKWARD_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
+                        for name, cls in LAYERS.items() for backend in BACKENDS
+                        for case in bad_backward_calls(cls)]
+
+
+@pytest.mark.parametrize("name, backend, case, make, exc, match", LAYER_BACKWARD_CASES)
+def test_layer_backward_rejects_and_keeps_its_cache(name, backend, case, make, exc, match):
+    layer = LAYERS[name](I, H, **L_KW, seed=0, _backend=BACKENDS[backend])
+    layer(np.ones((T, B, I), F32))
+    with pytest.raises(exc, match=match):
+        call_unmodified(layer.backward, **make())
+    assert not any(g.any() for g in layer.grads.values())     # nothing accumulated
+    layer.backward(np.ones((T, B, 2 * H), F32))              # the cache is still there
+    assert all(g.any() for g in layer.grads.values())
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_backward_sequence_errors(name, backend):
+    layer = LAYERS[name](I, H, seed=0, _backend=BACKENDS[backend])
+    x = np.ones((T, B, I), F32)
+    with pytest.raises(ValueError, match=rf"{name}.backward: no forward pass has run yet"):
+        layer.backward(None)
+    layer(x)
+    layer.backward(None)
+    with pytest.raises(ValueError, match="consumed by a previous backward"):
+        layer.backward(None)
+    layer(x, training=False)
+    with pytest.raises(ValueError, match="inference mode"):
+        layer.backward(None)
+
+
+def bad_state_dicts(cls):
+    layer = cls(I, H, **L_KW, seed=0)
+    sd = layer.state_dict()
+    first = next(iter(sd))
+    return [
+        ("not-mapping", lambda: [1, 2], TypeError, r"state_dict must be a mapping name -> array, got list"),
+        ("missing", lambda: {k: v for k, v in sd.items() if k != first}, ValueError, rf"Missing: \['{first}'\]"),
+        ("unexpected", lambda: dict(sd, extra=np.zeros(1)), ValueError, r"Unexpected: \['extra'\]"),
+        ("shape", lambda: dict(sd, **{first: sd[first][:-1]}), ValueError,
+         rf"state_dict\['{first}'\] must have shape \({sd[first].shape[0]}, {I}\), got"),
+        ("strings", lambda: dict(sd, **{first: sd[first].astype(str)}), TypeError, rf"state_dict\['{first}'\] must hold real numbers"),
+        ("complex", lambda: dict(sd, **{first: sd[first] + 1j}), TypeError, r"must hold real numbers, got dtype complex"),
+        ("bool", lambda: dict(sd, **{first: sd[first] > 0}), TypeError, r"must hold real numbers, got dtype bool"),
+        ("out-of-range", lambda: dict(sd, **{first: np.full(sd[first].shape, 1e300)}), ValueError,
+         rf"state_dict\['{first}'\] has finite values beyond the range of float32"),
+    ]
+
+
+LOAD_CASES = [pytest.param(name, *case, id=f"{name}-{case[0]}")
+              for name, cls in LAYERS.items() for case in bad_state_dicts(cls)]
+
+
+@pytest.mark.parametrize("name, case, make, exc, match", LOAD_CASES)
+def test_load_state_dict_rejects_and_changes_nothing(name, case, make, exc, match):
+    layer = LAYERS[name](I, H, **L_KW, seed=1)
+    before = layer.state_dict()
+    with pytest.raises(exc, match=match):
+        call_unmodified(layer.load_state_dict, make())
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+CONSTRUCTOR_CASES = [
+    (dict(input_size=0), ValueError, r"input_size must be a positive int, got 0"),
+    (dict(input_size=-1), ValueError, r"input_size must be a positive int"),
+    (dict(input_size=4.0), ValueError, r"input_size must be a positive int, got 4.0"),
+    (dict(input_size=True), ValueError, r"input_size must be a positive int, got True"),
+    (dict(input_size="4"), ValueError, r"input_size must be a positive int, got '4'"),
+    (dict(hidden_size=0), ValueError, r"hidden_size must be a positive int"),
+    (dict(hidden_size=None), ValueError, r"hidden_size must be a positive int, got None"),
+    (dict(num_layers=0), ValueError, r"num_layers must be a positive int"),
+    (dict(num_layers=1.5), ValueError, r"num_layers must be a positive int"),
+    (dict(dropout=-0.1, num_layers=2), ValueError, r"dropout must be a number in \[0, 1\], got -0.1"),
+    (dict(dropout=float("nan"), num_layers=2), ValueError, r"dropout must be a number in \[0, 1\], got nan"),
+    (dict(dropout="0.5", num_layers=2), ValueError, r"dropout must be a number in \[0, 1\]"),
+    (dict(bias="yes"), TypeError, r"bias must be a bool, got str"),
+    (dict(batch_first=1), TypeError, r"batch_first must be a bool, got int"),
+    (dict(bidirectional=None), TypeError, r"bidirectional must be a bool, got NoneType"),
+    (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64"),
+    (dict(dtype=int), TypeError, r"dtype must be float32 or float64"),
+    (dict(seed="a"), TypeError, r"seed must be None, an int or"),
+    (dict(seed=-1), ValueError, r"seed must be a non-negative int, got -1"),
+]
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("kwargs, exc, match", CONSTRUCTOR_CASES)
+def test_layer_constructor_rejects(name, kwargs, exc, match):
+    kw = dict(dict(input_size=I, hidden_size=H), **kwargs)
+    with pytest.raises(exc, match=match):
+        LAYERS[name](**kw)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(nonlinearity="sigmoid"), ValueError, r"nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"),
+    (dict(nonlinearity=None), ValueError, r"nonlinearity must be 'tanh' or 'relu', got None"),
+])
+def test_simple_rnn_options_rejected(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        SimpleRNN(I, H, **kwargs)
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (GRU, dict(reset_after=1), r"reset_after must be a bool, got int"),
+    (LSTM, dict(peephole="no"), r"peephole must be a bool, got str"),
+])
+def test_cell_options_rejected(cls, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        cls(I, H, **kwargs)
+
+
+# -- interop and threads ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("fn, arg, match", [
+    (fastrnn.from_torch, "lstm", r"module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN"),
+    (fastrnn.from_torch, None, r"module must be a torch.nn.LSTM"),
+    (fastrnn.to_torch_state_dict, {"weight_ih_l0": 1}, r"layer must be a fastrnn LSTM, GRU or SimpleRNN"),
+    (fastrnn.to_keras_weights, np.zeros(3), r"layer must be a fastrnn LSTM, GRU or SimpleRNN"),
+    (fastrnn.from_keras, 3, r"layer must be a Keras 3 LSTM, GRU, SimpleRNN or Bidirectional"),
+    (fastrnn.from_keras, LSTM(I, H), r"layer must be a Keras 3 LSTM"),
+])
+def test_interop_rejects_objects_of_the_wrong_kind(fn, arg, match):
+    with pytest.raises(TypeError, match=match):
+        fn(arg)
+
+
+@needs_cpp
+@pytest.mark.parametrize("n, exc, match", [
+    (0, ValueError, r"n must be between 1 and 1024, got 0"),
+    (-3, ValueError, r"n must be between 1 and 1024, got -3"),
+    (10**6, ValueError, r"n must be between 1 and 1024, got 1000000"),
+    (2**40, ValueError, r"n must be between 1 and 1024"),
+    (1.5, TypeError, r"n must be an int, got float"),
+    ("2", TypeError, r"n must be an int, got str"),
+    (True, TypeError, r"n must be an int, got bool"),
+])
+def test_set_num_threads_rejects(n, exc, match):
+    before = fastrnn.get_num_threads()
+    with pytest.raises(exc, match=match):
+        fastrnn.set_num_threads(n)
+    assert fastrnn.get_num_threads() == before
