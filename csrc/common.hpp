@@ -37,7 +37,10 @@ struct LineAligned {
     template <typename U>
     LineAligned(const LineAligned<U>&) {}
     T* allocate(std::size_t n) {
-        if (void* p = ::operator new(n * sizeof(T), std::align_val_t(kAlign))) return static_cast<T*>(p);
+        // nothrow + our own throw: sanitizers then report a failed allocation
+        // as null (allocator_may_return_null) and the bad_alloc path is tested.
+        if (void* p = ::operator new(n * sizeof(T), std::align_val_t(kAlign), std::nothrow))
+            return static_cast<T*>(p);
         throw std::bad_alloc();
     }
     void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlign)); }

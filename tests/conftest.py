@@ -1,0 +1,13 @@
+"""Hypothesis budgets for the property-based tests (tests/test_fuzz.py).
+
+The default run draws a fixed, small number of examples with a fixed seed
+(`derandomize`), so CI is repeatable; `--hypothesis-profile=fuzz` draws many
+more, freshly random each run (minutes; see docs/reliability.md).
+"""
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
