@@ -153,3 +153,76 @@ def test_layers_match_the_reference_backend(p, num_layers, bidirectional, batch_
     for g, w in zip(*results):
         scale = max(1.0, float(np.abs(w).max())) if w.size else 1.0
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * scale)
+
+
+ARG_NAMES = ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0", "lengths", "peephole")
+
+
+@st.composite
+def hostile_calls(draw):
+    """Each argument drawn on its own: shapes that may or may not fit together,
+    dtypes valid or not, lengths in or out of range, options of the wrong type."""
+    cell = draw(st.sampled_from(list(GATES)))
+    dims = st.integers(0, 4)
+    dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int32, np.complex64, np.bool_])
+    main = draw(st.sampled_from([np.float32, np.float64]))
+
+    def array(rank):
+        shape = tuple(draw(st.lists(dims, min_size=rank, max_size=rank)))
+        dt = draw(st.one_of(st.just(main), dtypes))
+        return np.ones(shape, dt)
+
+    T, B, I, H = (draw(st.integers(0, 4)) for _ in range(4))
+    G = GATES[cell]
+    right = {"x": (T, B, I), "w_ih": (G * H, I), "w_hh": (G * H, H), "b_ih": (G * H,),
+             "b_hh": (G * H,), "h0": (B, H), "c0": (B, H), "peephole": (3, H)}
+    kw = {}
+    for name in ARG_NAMES:
+        if name == "lengths":
+            choice = draw(st.sampled_from(["none", "ok", "wild"]))
+            if choice == "ok":
+                kw[name] = np.array(draw(st.lists(st.integers(0, T), min_size=B, max_size=B)))
+            elif choice == "wild":
+                kw[name] = np.array(draw(st.lists(st.integers(-3, 9), max_size=5)))
+            continue
+        if name in ("c0", "peephole") and cell != "lstm":
+            continue
+        how = draw(st.sampled_from(["right", "right", "none", "rank", "any"]))
+        if how == "right":
+            kw[name] = np.full(right[name], 0.1, main)
+        elif how == "rank":
+            kw[name] = array(len(right[name]))
+        elif how == "any":
+            kw[name] = array(draw(st.integers(0, 4)))
+        elif name not in ("x", "w_ih", "w_hh"):
+            kw[name] = None
+        else:
+            kw[name] = np.full(right[name], 0.1, main)
+    kw["reverse"] = draw(st.sampled_from([False, True, 1, None]))
+    return cell, kw
+
+
+@given(hostile_calls())
+def test_hostile_calls_fail_cleanly_and_alike(call):
+    """Whatever the combination, a forward call either works, and then the kernels
+    agree with the reference (tolerances as above), or raises TypeError, ValueError
+    or MemoryError, the same type from both backends, naming one of the arguments.
+    No input is modified either way."""
+    cell, kw = call
+    snapshot = {k: v.copy() for k, v in kw.items() if isinstance(v, np.ndarray)}
+    outcomes = []
+    for M in (F, R):
+        try:
+            outcomes.append(getattr(M, f"{cell}_forward")(**kw)[:-1])
+        except (TypeError, ValueError, MemoryError) as e:
+            assert any(n in str(e) for n in ARG_NAMES + ("reverse",)), str(e)
+            outcomes.append(type(e))
+    for k, v in snapshot.items():
+        np.testing.assert_array_equal(kw[k], v)
+    got, want = outcomes
+    if isinstance(want, type):
+        assert got is want
+    else:
+        tol = 1e-10 if kw["x"].dtype == np.float64 else 2e-4
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)

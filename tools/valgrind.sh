@@ -20,13 +20,14 @@ rm -rf "$pkg" && mkdir -p "$pkg"
 cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_core*.so && cp "$build"/_core*.so "$pkg/fastrnn/"
 tests="$PWD/tests"
 select="${1:-not huge and not allocation and not overflow}"
+py="$(python -c 'import sys; print(sys.executable)')"    # the interpreter itself, not a shim
 cd "$pkg"
 # PYTHONMALLOC=malloc: CPython's small-object allocator confuses memcheck.
 # Two kernel threads keep the OpenMP paths in the run; valgrind serialises them.
 PYTHONMALLOC=malloc PYTHONPATH="$PWD" OMP_NUM_THREADS=2 \
 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
-    --errors-for-leak-kinds=none --num-callers=40 --log-file="../../$log" \
-    python -m pytest -p no:cacheprovider -q -x "$tests/test_kernels.py" \
+    --errors-for-leak-kinds=none --track-origins=yes --num-callers=40 --log-file="../../$log" \
+    "$py" -m pytest -p no:cacheprovider -q -x "$tests/test_kernels.py" \
     "$tests/test_bad_inputs.py" "$tests/test_numerics.py" "$tests/test_threads.py" \
     -k "$select and (1x3x2x5 or 9x7x13x17 or not float64_matches) and not long_sequence \
         and not release_the_gil and not layer_ and not thread_counts"
