@@ -41,13 +41,19 @@ def find_mpiexec():
 
 
 @pytest.fixture
-def mpirun():
-    """Run `python <args>` on 2 ranks; returns (returncode, stdout, stderr, seconds)."""
+def mpiexec():
+    """The mpiexec to use; skips the test when it or mpi4py is absent."""
     if MPI is None:
         pytest.skip("mpi4py is not installed (pip install '.[mpi]')")
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
+    path = find_mpiexec()
+    if path is None:
         pytest.skip("no mpiexec beside this Python or on PATH")
+    return path
+
+
+@pytest.fixture
+def mpirun(mpiexec):
+    """Run `python <args>` on 2 ranks; returns (returncode, stdout, stderr, seconds)."""
 
     def run(*args, cwd=HERE):
         env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -148,6 +154,25 @@ def test_example_runs_on_two_ranks(mpirun, tmp_path):
     assert m, line
     mae, naive, seasonal = map(float, m.groups())
     assert mae < 0.5 * naive and mae < seasonal, line
+
+
+@pytest.mark.mpi
+@pytest.mark.usefixtures("mpiexec")
+def test_scaling_benchmark_runs(tmp_path):
+    """benchmarks/distributed.py end to end on a tiny shape (every configuration)."""
+    out = tmp_path / "scaling.json"
+    run = subprocess.run([sys.executable, str(ROOT.parent / "benchmarks" / "distributed.py"),
+                          "--shape", "tiny=5,4,3,2", "--reps", "2", "--steps", "2",
+                          "--json", str(out)], capture_output=True, text=True, timeout=TIMEOUT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == {"1x1", "1x2", "2x1", "stack 2x1 blocking",
+                                   "stack 2x1 overlap"}
+    for name, row in doc["results"].items():
+        assert len(row["rep_medians_ms"]) == 2 and row["sequences_per_s"] > 0, name
+        assert doc["samples"][name][0]["threads"] == (2 if name == "1x2" else 1), name
+    assert "| 2x1 | 2 x 1 |" in run.stdout
 
 
 # -- one process -----------------------------------------------------------------------------
