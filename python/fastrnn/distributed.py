@@ -19,8 +19,8 @@ or, overlapping the reduction of a block's gradients with the backward of earlie
 `modules` are anything with `params` and `grads` dicts, enumerated as `fastrnn.optim`
 does. mpi4py is imported at the first call that needs it, never by `import fastrnn`
 (install it with `pip install fastrnn[mpi]`). Every function taking `comm` uses
-`MPI.COMM_WORLD` when it is None; every function here except `shard` is collective
-(call it on every rank, in the same order).
+`MPI.COMM_WORLD` when it is None. `DataParallel` (its construction and its reductions) and
+`local_num_threads` are collective: call them on every rank, in the same order.
 """
 
 import os
@@ -212,6 +212,8 @@ class DataParallel:
     loss was normalised by: with a mean loss over its n_r sequences pass n_r and unequal
     shards give the gradient of the mean over the global batch. Weights are stored in the
     gradients' dtype (float32 counts integers exactly up to 2**24).
+
+    Attributes: `comm`, `rank`, `size`, `root`, `modules` (the list, each module once).
     """
 
     def __init__(self, modules, comm=None, *, root=0, abort_on_error=True):
