@@ -14,7 +14,7 @@ from mpi4py import MPI
 
 import fastrnn
 from fastrnn import nn, optim
-from fastrnn.distributed import DataParallel, shard
+from fastrnn.distributed import DataParallel, local_num_threads, shard
 
 COMM = MPI.COMM_WORLD
 RANK = COMM.Get_rank()
@@ -98,6 +98,9 @@ def rel_diff(a, b):
 
 
 def equality():
+    threads = local_num_threads()
+    if RANK == 0:
+        print(json.dumps({"config": "threads", "local_num_threads": threads}), flush=True)
     configs = [("sgd", "blocking", 8, False), ("adam", "overlap", 8, False),
                ("sgd", "overlap", 7, True), ("adam", "blocking", 7, True),
                ("sgd", "blocking", 7, False)]     # unequal shards, unweighted: must differ

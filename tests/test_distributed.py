@@ -84,6 +84,9 @@ def test_two_ranks_train_like_one_process(mpirun):
     code, out, err, _ = mpirun(HERE / "distributed_worker.py", "equality")
     assert code == 0, err
     results = {r["config"]: r for r in map(json.loads, out.splitlines())}
+    # Two unbound ranks (MPICH's default) share this machine's cores.
+    assert results.pop("threads")["local_num_threads"] == \
+        max(1, len(os.sched_getaffinity(0)) // 2)
     assert len(results) == 5, out
     # Tolerances: the runs differ only in the summation order of the batch reductions
     # (each rank sums its half, then the halves are added) and in scaling by the weight and
@@ -144,7 +147,7 @@ def test_a_failing_rank_aborts_the_others(mpirun):
 def test_example_runs_on_two_ranks(mpirun, tmp_path):
     """examples/distributed_train.py --quick learns as forecast_gru.py (the same model,
     thresholds of tests/test_examples.py)."""
-    code, out, err, _ = mpirun(ROOT.parent / "examples" / "distributed_train.py", "--quick",
+    code, out, err, _ = mpirun(HERE.parent / "examples" / "distributed_train.py", "--quick",
                                cwd=tmp_path)
     assert code == 0, err
     assert "2 ranks x 1 kernel thread" in out, out
@@ -161,7 +164,7 @@ def test_example_runs_on_two_ranks(mpirun, tmp_path):
 def test_scaling_benchmark_runs(tmp_path):
     """benchmarks/distributed.py end to end on a tiny shape (every configuration)."""
     out = tmp_path / "scaling.json"
-    run = subprocess.run([sys.executable, str(ROOT.parent / "benchmarks" / "distributed.py"),
+    run = subprocess.run([sys.executable, str(HERE.parent / "benchmarks" / "distributed.py"),
                           "--shape", "tiny=5,4,3,2", "--reps", "2", "--steps", "2",
                           "--json", str(out)], capture_output=True, text=True, timeout=TIMEOUT,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -274,5 +277,5 @@ def test_argument_errors():
 
 @needs_mpi4py
 def test_local_num_threads_uses_this_process_cores():
-    # One rank: all of this process's usable cores.
+    # One rank: all of this process's usable cores (two ranks: the equality test).
     assert fastrnn.distributed.local_num_threads() == len(os.sched_getaffinity(0))
