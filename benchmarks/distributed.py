@@ -57,14 +57,21 @@ def find_mpiexec():
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
+def named_shape(text):
+    """A cases.GRID name or T,B,I,H (cases.parse_shape)."""
+    grid = {s.name: s for s in cases.GRID}
+    if text in grid:
+        return grid[text]
+    return cases.parse_shape(text)
+
+
 # -- worker: one configuration, prints JSON on rank 0 ------------------------------------------
 
 def worker(args):
     """One configuration; a single process trains without DataParallel (no MPI at all)."""
     procs, threads, depth, overlap = CONFIGS[args.worker]
     fastrnn.set_num_threads(threads)
-    shape = cases.parse_shape(args.shape) if "," in args.shape else \
-        {s.name: s for s in cases.GRID}[args.shape]
+    shape = named_shape(args.shape)
     p = cases.make_problem("lstm", shape)
     layers = []
     for k in range(depth):
@@ -93,8 +100,10 @@ def worker(args):
             if overlap:
                 dp.grads_ready(layer)
         t = time.perf_counter()
-        if dp is not None:
-            dp.synchronize() if overlap else dp.allreduce_grads()
+        if overlap:
+            dp.synchronize()
+        elif dp is not None:
+            dp.allreduce_grads()
         reduce_s = time.perf_counter() - t
         opt.step()
         return reduce_s
@@ -153,8 +162,10 @@ def main(argv=None):
     mpiexec = find_mpiexec()
     if mpiexec is None and any(CONFIGS[n][0] > 1 for n in names):
         ap.error("no mpiexec beside this Python or on PATH (pip install '.[mpi]')")
-    shape = cases.parse_shape(args.shape) if "," in args.shape else \
-        {s.name: s for s in cases.GRID}[args.shape]
+    try:
+        shape = named_shape(args.shape)
+    except ValueError as e:
+        ap.error(str(e))
     cpu = machine.cpu_info()
     load0 = os.getloadavg()
     print(f"shape {shape.name} (T={shape.T}, B={shape.B}, I={shape.I}, H={shape.H}), "
