@@ -19,8 +19,10 @@ Each configuration runs in its own process(es) (`--worker`); repetitions are int
 (1x1, 1x2, 2x1, ... then again, the order rotating) so that load from other jobs on the
 machine hits all alike. Reported per configuration: the median step time over all timed
 steps of all repetitions, sequences/s = B / median, the range of the per-repetition
-medians (the spread), and for the MPI ones the median time inside the gradient reduction
-(transfer plus waiting for the slower rank).
+medians (the spread), the speedup over 1x1 (median over repetitions of the ratio to the
+same repetition's 1x1), and for the MPI ones the median time inside the gradient
+reduction (transfer plus waiting for the slower rank). The machine's load average is
+printed after every repetition.
 """
 import argparse
 import json
@@ -172,17 +174,19 @@ def main(argv=None):
           f"float32 LSTM training steps; CPU {cpu['model']}, {cpu['usable_cpus']} usable "
           f"cores; load average {load0[0]:.2f}; {args.reps} interleaved repetitions x "
           f"{args.steps} steps", flush=True)
-    samples = {n: [] for n in names}
+    samples, loads = {n: [] for n in names}, [load0[0]]
     for rep in range(args.reps):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
             samples[name].append(run_config(name, args, mpiexec))
-        print(f"  repetition {rep + 1}/{args.reps} done", flush=True)
-    load1 = os.getloadavg()
+        loads.append(os.getloadavg()[0])
+        print(f"  repetition {rep + 1}/{args.reps} done (load average {loads[-1]:.2f})",
+              flush=True)
 
     print(f"\n| configuration | processes x threads | step ms (median) | sequences/s | "
-          f"per-repetition medians, ms | reduction ms |")
-    print("|---|---|---|---|---|---|")
+          f"per-repetition medians, ms | speedup vs 1x1 | reduction ms |")
+    print("|---|---|---|---|---|---|---|")
+    base = [float(np.median(r["step_ms"])) for r in samples.get("1x1", [])]
     rows = {}
     for name in names:
         procs, threads = CONFIGS[name][:2]
@@ -190,15 +194,19 @@ def main(argv=None):
         per_rep = [float(np.median(r["step_ms"])) for r in samples[name]]
         med = float(np.median(steps))
         red = float(np.median([v for r in samples[name] for v in r["reduce_ms"]]))
+        # Paired with the baseline of the same repetition, so slow drifts of the machine's
+        # load cancel: the median of the per-repetition ratios.
+        speedup = float(np.median(np.divide(base, per_rep))) if base else None
         rows[name] = {"median_ms": med, "sequences_per_s": shape.B / med * 1e3,
-                      "rep_medians_ms": per_rep, "reduce_ms": red}
+                      "rep_medians_ms": per_rep, "speedup_vs_1x1": speedup, "reduce_ms": red}
         print(f"| {name} | {procs} x {samples[name][0]['threads']} | {med:.1f} | "
               f"{shape.B / med * 1e3:.0f} | {min(per_rep):.1f}-{max(per_rep):.1f} | "
+              f"{'-' if speedup is None else f'{speedup:.2f}'} | "
               f"{f'{red:.2f}' if procs > 1 else '-'} |")
-    print(f"\nload average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end")
+    print(f"\nload average (1 min) from {min(loads):.2f} to {max(loads):.2f} during the run")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "shape": shape.__dict__, "cpu": cpu, "load_average": [load0, load1],
+            "shape": shape.__dict__, "cpu": cpu, "load_average": loads,
             "reps": args.reps, "steps": args.steps, "results": rows,
             "samples": samples}, indent=1))
 
