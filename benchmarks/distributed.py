@@ -20,9 +20,10 @@ Each configuration runs in its own process(es) (`--worker`); repetitions are int
 machine hits all alike. Reported per configuration: the median step time over all timed
 steps of all repetitions, sequences/s = B / median, the range of the per-repetition
 medians (the spread), the speedup over 1x1 (median over repetitions of the ratio to the
-same repetition's 1x1), and for the MPI ones the median time inside the gradient
-reduction (transfer plus waiting for the slower rank). The machine's load average is
-printed after every repetition.
+same repetition's 1x1; one-layer configurations), the same paired ratio between the
+stack's blocking and overlapped reductions, and for the MPI ones the median time inside
+the gradient reduction (transfer plus waiting for the slower rank). The machine's load
+average is printed after every repetition.
 """
 import argparse
 import json
@@ -196,13 +197,20 @@ def main(argv=None):
         red = float(np.median([v for r in samples[name] for v in r["reduce_ms"]]))
         # Paired with the baseline of the same repetition, so slow drifts of the machine's
         # load cancel: the median of the per-repetition ratios.
-        speedup = float(np.median(np.divide(base, per_rep))) if base else None
+        speedup = float(np.median(np.divide(base, per_rep))) \
+            if base and CONFIGS[name][2] == 1 else None        # the stack does twice the work
         rows[name] = {"median_ms": med, "sequences_per_s": shape.B / med * 1e3,
                       "rep_medians_ms": per_rep, "speedup_vs_1x1": speedup, "reduce_ms": red}
         print(f"| {name} | {procs} x {samples[name][0]['threads']} | {med:.1f} | "
               f"{shape.B / med * 1e3:.0f} | {min(per_rep):.1f}-{max(per_rep):.1f} | "
               f"{'-' if speedup is None else f'{speedup:.2f}'} | "
               f"{f'{red:.2f}' if procs > 1 else '-'} |")
+    pair = ("stack 2x1 blocking", "stack 2x1 overlap")
+    if all(n in names for n in pair):
+        ratio = np.divide(*(rows[n]["rep_medians_ms"] for n in pair))
+        print(f"\noverlap vs blocking (stack): step time ratio blocking / overlap, median "
+              f"{np.median(ratio):.2f} over the repetitions (from {ratio.min():.2f} to "
+              f"{ratio.max():.2f}; > 1 means overlapping pays)")
     print(f"\nload average (1 min) from {min(loads):.2f} to {max(loads):.2f} during the run")
     if args.json:
         Path(args.json).write_text(json.dumps({

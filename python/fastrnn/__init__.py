@@ -10,6 +10,6 @@ from .interop import from_keras, from_torch, to_keras_weights, to_torch_state_di
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "reference", "set_num_threads", "get_num_threads", "nn", "optim", "distributed", "Grads", "LSTMGrads", "__version__",
+__all__ = ["functional", "reference", "set_num_threads", "get_num_threads", "nn", "optim", "Grads", "LSTMGrads", "__version__",
            "LSTM", "GRU", "SimpleRNN", "interop", "from_torch", "to_torch_state_dict",
-           "from_keras", "to_keras_weights"]
+           "from_keras", "to_keras_weights", "distributed"]

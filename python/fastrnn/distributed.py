@@ -154,9 +154,10 @@ def _difference(sig, ref, rank, root):
     for a, b in zip(sig, ref):
         if a != b:
             return f"rank {rank} has {_describe(a)} where rank {root} has {_describe(b)}"
-    extra, ours = (sig, rank) if len(sig) > len(ref) else (ref, root)
+    longer, owner = (sig, rank) if len(sig) > len(ref) else (ref, root)
+    first = longer[min(len(sig), len(ref))]
     return (f"rank {rank} has {len(sig)} parameters and rank {root} has {len(ref)}; "
-            f"the first unmatched one is rank {ours}'s {_describe(extra[min(len(sig), len(ref))])}")
+            f"the first unmatched one is rank {owner}'s {_describe(first)}")
 
 
 class _Bucket:
