@@ -132,6 +132,10 @@ def mismatch():
             print(f"{case} rank {RANK}: no error", flush=True)
         except Exception as e:
             print(f"{case} rank {RANK}: {type(e).__name__}: {e}", flush=True)
+    try:
+        DataParallel(Model(0).modules, root=RANK)
+    except ValueError as e:
+        print(f"root rank {RANK}: {type(e).__name__}: {e}", flush=True)
 
 
 def crash():

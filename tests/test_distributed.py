@@ -122,6 +122,7 @@ def test_model_mismatch_raises_on_every_rank(mpirun):
         "count": r"ValueError: DataParallel: the model differs.*?rank 1 has 8 parameters "
                  r"and rank 0 has 10; the first unmatched one is rank 0's modules\[1\] "
                  r"\(Dense\) 'weight'",
+        "root": r"ValueError: DataParallel: every rank must pass the same root, got \[0, 1\]",
     }
     for case, pattern in expected.items():
         for rank in (0, 1):

@@ -220,36 +220,42 @@ class DataParallel:
     def __init__(self, modules, comm=None, *, root=0, abort_on_error=True):
         self.comm = _comm(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        if isinstance(root, bool) or not isinstance(root, (int, np.integer)) \
-                or not 0 <= root < self.size:
-            raise ValueError(f"root must be a rank in [0, {self.size}), got {root!r}")
-        self.root = int(root)
-        self._check_agreement(modules)
+        self._check_agreement(modules, root)
         self._build_buckets()
         self._pending = {}                    # module index -> its buckets' requests
         self.broadcast_params()
         if abort_on_error:
             _install_abort_hook(self.comm)
 
-    def _check_agreement(self, modules):
-        error = None
+    def _check_agreement(self, modules, root):
+        """Local checks, then one allgather: errors and differences raise on every rank."""
+        error = sig = None
         try:
+            if isinstance(root, bool) or not isinstance(root, (int, np.integer)) \
+                    or not 0 <= root < self.size:
+                raise ValueError(f"root must be a rank in [0, {self.size}), got {root!r}")
+            self.root = int(root)
             unique = {id(m): m for m in _module_list(modules)}
             self.modules = list(unique.values())
             sig = _signature(self.modules)
         except (TypeError, ValueError) as e:
-            error, sig = e, None
+            error = e
         gathered = self.comm.allgather(
-            (None if error is None else f"{type(error).__name__}: {error}", sig))
+            (None, self.root, sig) if error is None else
+            (f"{type(error).__name__}: {error}", None, None))
         if error is not None:
             raise error
-        failed = [(r, msg) for r, (msg, _) in enumerate(gathered) if msg is not None]
+        failed = [(r, msg) for r, (msg, _, _) in enumerate(gathered) if msg is not None]
         if failed:
             r, msg = failed[0]
             raise RuntimeError(f"DataParallel setup failed on rank {r}: {msg}")
-        ref = gathered[self.root][1]
+        roots = [r for _, r, _ in gathered]
+        if len(set(roots)) > 1:
+            raise ValueError(f"DataParallel: every rank must pass the same root, got {roots} "
+                             "on ranks 0, 1, ...")
+        ref = gathered[self.root][2]
         diffs = [_difference(s, ref, r, self.root)
-                 for r, (_, s) in enumerate(gathered) if s != ref]
+                 for r, (_, _, s) in enumerate(gathered) if s != ref]
         if diffs:
             raise ValueError("DataParallel: the model differs across ranks (every rank must "
                              "build the same modules in the same order): " + "; ".join(diffs))
