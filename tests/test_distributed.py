@@ -141,7 +141,7 @@ def test_a_failing_rank_aborts_the_others(mpirun):
     assert code != 0
     assert "RuntimeError: injected failure on rank 1" in err
     assert "fastrnn.distributed: uncaught RuntimeError on rank 1 of 2; calling MPI_Abort" in err
-    assert seconds < TIMEOUT
+    assert seconds < 30      # the abort ends the run in about a second; a hang lasts TIMEOUT
 
 
 @pytest.mark.mpi
@@ -151,7 +151,8 @@ def test_example_runs_on_two_ranks(mpirun, tmp_path):
     code, out, err, _ = mpirun(HERE.parent / "examples" / "distributed_train.py", "--quick",
                                cwd=tmp_path)
     assert code == 0, err
-    assert "2 ranks x 1 kernel thread" in out, out
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)     # local_num_threads' rule
+    assert f"2 ranks x {threads} kernel thread" in out, out
     line = out.strip().splitlines()[-1]
     m = re.fullmatch(r"test MAE: ([\d.]+) \(naive last-value ([\d.]+), seasonal naive "
                      r"([\d.]+)\)", line)
