@@ -2,6 +2,7 @@
 from . import functional, reference
 from .functional import get_num_threads, set_num_threads
 from . import nn, optim
+from . import distributed          # imports mpi4py only when used
 from ._types import Grads, LSTMGrads
 from .layers import GRU, LSTM, SimpleRNN
 from . import interop
@@ -11,4 +12,4 @@ __version__ = "0.1.0"
 
 __all__ = ["functional", "reference", "set_num_threads", "get_num_threads", "nn", "optim", "Grads", "LSTMGrads", "__version__",
            "LSTM", "GRU", "SimpleRNN", "interop", "from_torch", "to_torch_state_dict",
-           "from_keras", "to_keras_weights"]
+           "from_keras", "to_keras_weights", "distributed"]
