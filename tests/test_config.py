@@ -153,3 +153,5 @@ def test_choose_errors_name_the_problem():
         _isa.choose(("native", "avx2", "baseline"), avx2_cpu, None)
     with pytest.raises(ImportError, match="no kernel module"):
         _isa.choose((), avx2_cpu, None)
+    with pytest.raises(ImportError, match=r"can run none .* \(built: avx2; it lacks avx2, fma\)"):
+        _isa.choose(("avx2",), ("sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx"), None)

@@ -68,6 +68,9 @@ def choose(built, features, requested):
             f"fastrnn holds kernel modules of two builds, native and portable ("
             f"{', '.join('_core_' + isa for isa in built)}); remove the stale ones")
     available = tuple(isa for isa in built if not lacking(isa, features))
+    if not available:
+        raise ImportError(f"this CPU can run none of fastrnn's kernel modules (built: "
+                          f"{', '.join(built)}; it lacks {', '.join(lacking(built[-1], features))})")
     if requested is None:
         return available[0], available
     if requested not in ISAS:
