@@ -5,7 +5,6 @@
     python benchmarks/run.py --shapes none --shape 20,4,16,32 --threads 1
     python benchmarks/run.py --peers none --interleave --build portable=VENV/lib/python3.X/site-packages
 
-
 See benchmarks/README.md for what is measured and what the columns mean.
 """
 import argparse
