@@ -11,15 +11,28 @@ TOLERANCE = 1e-3
 def measure(fn, warmup, repeats, budget, min_repeats=3):
     """Time fn: `warmup` untimed calls, then up to `repeats` timed calls, stopping early
     once `budget` seconds have gone by and `min_repeats` calls are in. Times in ms."""
-    for _ in range(warmup):
-        fn()
-    samples, start = [], time.perf_counter()
-    while len(samples) < repeats:
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        if len(samples) >= min_repeats and time.perf_counter() - start > budget:
+    return measure_interleaved({"fn": fn}, warmup, repeats, budget, min_repeats)["fn"]
+
+
+def measure_interleaved(fns, warmup, repeats, budget, min_repeats=3):
+    """Time several callables in turns, one call each per round, so that a change in the
+    machine's load hits them alike (for comparing close contenders, such as two builds):
+    `measure`'s rule, counted in rounds. {name: fn} -> {name: times}."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples, start = {name: [] for name in fns}, time.perf_counter()
+    for rounds in range(1, repeats + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+        if rounds >= min_repeats and time.perf_counter() - start > budget:
             break
+    return {name: _stats(s) for name, s in samples.items()}
+
+
+def _stats(samples):
     q1, median, q3 = np.percentile(samples, [25, 50, 75])
     return {"median_ms": median, "q1_ms": q1, "q3_ms": q3, "min_ms": min(samples),
             "max_ms": max(samples), "n": len(samples), "samples_ms": samples}

@@ -7,6 +7,11 @@ The callables are what gets timed, so conversion work stays outside them where i
 An absent backend has `available = False` and `reason` says why.
 """
 import importlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -42,19 +47,21 @@ class Functional(Backend):
         except Exception as err:   # a half-built extension may fail in any way
             self._absent(err)
             return
-        import fastrnn
-        self.set_num_threads = getattr(fastrnn, "set_num_threads", None)
+        self.package = importlib.import_module(self.fn.__package__)
+        self.set_num_threads = getattr(self.package, "set_num_threads", None)
 
     def _info(self):
-        import fastrnn
         if self.name == "reference":
             threads = "NumPy's BLAS via threadpoolctl"
         elif self.set_num_threads is not None:
             threads = "fastrnn.set_num_threads"
         else:
             threads = "OpenMP via threadpoolctl (fastrnn.set_num_threads absent)"
-        return {"version": getattr(fastrnn, "__version__", None), "module": self.fn.__name__,
-                "threads_set_by": threads}
+        info = {"version": getattr(self.package, "__version__", None), "module": self.fn.__name__,
+                "threads_set_by": threads, "path": str(Path(self.package.__file__).parent)}
+        if self.name != "reference" and hasattr(self.package, "config"):
+            info["isa"] = self.package.config()["isa"]
+        return info
 
     def set_threads(self, n):
         if self.name != "reference" and self.set_num_threads is not None:
@@ -179,6 +186,44 @@ class OnnxRuntime(Backend):
             return session.run(None, feed)[0][:, 0]
 
         return {"inference": inference}
+
+
+class Build(Functional):
+    """fastrnn from another build, to time builds side by side: the `fastrnn` package in
+    directory `path` (say a virtual environment's site-packages), imported under a name of
+    its own beside the fastrnn on sys.path, with FASTRNN_ISA=isa (None: unset) while it
+    picks its kernel module."""
+
+    def __init__(self, name, path, isa=None):
+        package = "fastrnn_build_" + re.sub(r"\W", "_", name)
+        try:
+            _import_package(package, Path(path) / "fastrnn", isa)
+        except Exception as err:
+            self.name = name
+            self._absent(err)
+            return
+        super().__init__(name, f"{package}.functional")
+
+
+def _import_package(name, directory, isa):
+    init = directory / "__init__.py"
+    if not init.is_file():
+        raise FileNotFoundError(f"no fastrnn package in {directory.parent}")
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    saved = os.environ.pop("FASTRNN_ISA", None)
+    if isa is not None:
+        os.environ["FASTRNN_ISA"] = isa
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        os.environ.pop("FASTRNN_ISA", None)
+        if saved is not None:
+            os.environ["FASTRNN_ISA"] = saved
 
 
 # In table order: the oracle first, fastrnn next, then the peers.

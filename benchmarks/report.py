@@ -30,7 +30,8 @@ def header(doc):
         f"FLOPs:   {m['flops']}",
     ]
     for name, info in doc["backends"].items():
-        state = (f"{info.get('version')} (threads: {info['threads_set_by']})" if info["available"]
+        where = f", ISA {info['isa']}, from {info['path']}" if "isa" in info else ""
+        state = (f"{info.get('version')} (threads: {info['threads_set_by']}{where})" if info["available"]
                  else f"ABSENT — {info['reason']}")
         lines.append(f"  {name:<12} {state}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
     python benchmarks/run.py --quick                 # the short run (well under a minute)
     python benchmarks/run.py --json out.json --plot out.png
     python benchmarks/run.py --shapes none --shape 20,4,16,32 --threads 1
+    python benchmarks/run.py --peers none --interleave --build portable=VENV/lib/python3.X/site-packages
 
 See benchmarks/README.md for what is measured and what the columns mean.
 """
@@ -26,6 +27,7 @@ import memory
 import peers
 import report
 
+PEERS = [name for name in peers.BACKENDS if name not in ("reference", report.PRIMARY)]
 QUICK = {"shapes": ",".join(cases.QUICK_SHAPES), "threads": "1", "warmup": 1, "repeats": 5,
          "budget": 0.4, "memory": "10000,16,128,128"}
 FULL = {"shapes": ",".join(s.name for s in cases.GRID), "threads": "1,2", "warmup": 2,
@@ -41,6 +43,15 @@ def parse_args(argv):
                    f"(grid: {', '.join(f'{s.name}={s.dims()}' for s in cases.GRID)})")
     p.add_argument("--shape", action="append", default=[], metavar="[NAME=]T,B,I,H",
                    help="an extra shape (repeatable)")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {','.join(PEERS)}, "
+                   "or 'none' (the reference and fastrnn always run)")
+    p.add_argument("--build", action="append", default=[], metavar="NAME=DIR[@ISA]",
+                   help="also time the fastrnn package in DIR (another build, e.g. a virtual "
+                        "environment's site-packages) as backend NAME, with FASTRNN_ISA=ISA if given "
+                        "(repeatable); its × column compares it with the fastrnn on sys.path")
+    p.add_argument("--interleave", action="store_true",
+                   help="time the backends of a row in turns, one call each, instead of one after "
+                        "the other (the reference still alone): for comparing close contenders")
     p.add_argument("--cells", default=",".join(cases.CELLS), help="comma list of lstm,gru,rnn")
     p.add_argument("--modes", default=",".join(cases.MODES), help="comma list of inference,training")
     p.add_argument("--threads", help="comma list of thread counts (default 1,2; quick 1)")
@@ -78,6 +89,17 @@ def parse_args(argv):
         p.error("no shapes to run: give --shapes and/or --shape")
     if min(args.threads) < 1:
         p.error("thread counts must be positive")
+    args.peers = [] if args.peers == "none" else listed(args.peers, PEERS, "peer")
+    builds = []
+    for text in args.build:
+        name, sep, rest = text.partition("=")
+        path, _, isa = rest.partition("@")
+        if not (sep and name and path):
+            p.error(f"--build takes NAME=DIR or NAME=DIR@ISA, got {text!r}")
+        if name in peers.BACKENDS or name in (b[0] for b in builds):
+            p.error(f"--build name {name!r} is taken")
+        builds.append((name, path, isa or None))
+    args.build = builds
     args.cells = listed(args.cells, cases.CELLS, "cell")
     args.modes = listed(args.modes, cases.MODES, "mode")
     return args
@@ -112,23 +134,35 @@ def run_row(backends, bound, oracle, problem, mode, threads, roofline, args):
     """Validate then time every backend on one (cell, shape, mode, threads)."""
     row = {"cell": problem.cell, "shape": vars(problem.shape), "mode": mode, "threads": threads,
            "flops": cases.flops(problem.cell, problem.shape, mode), "backends": {}, "speedup": {}}
+    checks, in_turns = {}, {}
     for b in backends:
         fn = bound[b.name].get(mode)
         if fn is None:
             continue
         try:
             if b.name == "reference" and mode == "training":
-                check = {"ok": True, "errors": {}, "oracle": True}
+                checks[b.name] = {"ok": True, "errors": {}, "oracle": True}
             else:
-                check = harness.validate(fn(), oracle, mode)
-            r = harness.measure(fn, args.warmup, args.repeats, args.budget)
+                checks[b.name] = harness.validate(fn(), oracle, mode)
+            # The slow reference is timed alone even with --interleave: in turns, its
+            # seconds-long calls would leave the others few rounds.
+            if args.interleave and b.name != "reference":
+                in_turns[b.name] = fn
+                continue
+            row["backends"][b.name] = harness.measure(fn, args.warmup, args.repeats, args.budget)
         except Exception as err:     # one failing backend must not stop the others
             row["backends"][b.name] = failed(err)
-            continue
-        r["gflops"] = row["flops"] / r["median_ms"] / 1e6
-        r["roofline_share"] = r["gflops"] / roofline
-        r["validation"] = check
-        row["backends"][b.name] = r
+    if in_turns:
+        try:
+            row["backends"].update(harness.measure_interleaved(in_turns, args.warmup, args.repeats,
+                                                               args.budget))
+        except Exception as err:
+            row["backends"].update({name: failed(err) for name in in_turns})
+    for name, r in row["backends"].items():
+        if "error" not in r:
+            r["gflops"] = row["flops"] / r["median_ms"] / 1e6
+            r["roofline_share"] = r["gflops"] / roofline
+            r["validation"] = checks[name]
     primary = row["backends"].get(report.PRIMARY)
     if primary and "error" not in primary:
         row["speedup"] = {name: r["median_ms"] / primary["median_ms"]
@@ -173,9 +207,9 @@ def run_grid(backends, args, doc, torch):
 
 
 def run_memory(backends, args, doc):
-    """fastrnn and the peers (quick: fastrnn only); the slow reference only stands in for an
-    absent fastrnn."""
-    names = [b.name for b in backends if b.name != "reference"]
+    """fastrnn and the peers (quick: fastrnn only; never --build builds); the slow reference
+    only stands in for an absent fastrnn."""
+    names = [b.name for b in backends if b.name != "reference" and b.name in peers.BACKENDS]
     if report.PRIMARY not in names:
         names.insert(0, "reference")
     if args.quick:
@@ -191,7 +225,9 @@ def run_memory(backends, args, doc):
 
 def main(argv=None):
     args = parse_args(argv)
-    all_backends = [make() for make in peers.BACKENDS.values()]
+    all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
+    all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]
+    all_backends += [peers.BACKENDS[name]() for name in args.peers]
     backends = [b for b in all_backends if b.available]
     if not any(b.name == "reference" for b in backends):
         sys.exit("fastrnn.reference cannot be imported: it is the oracle every result is "

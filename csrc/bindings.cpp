@@ -328,9 +328,30 @@ void bind_dtype(py::module_& m) {
           py::arg("hs").noconvert(), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
 }
 
+// What this module was built with, for fastrnn.config(): the build's
+// settings (CMakeLists.txt) and what the compiler actually enabled.
+py::dict build_config() {
+    py::dict c;
+    c["version"] = FASTRNN_VERSION;
+    c["isa"] = FASTRNN_ISA;
+    c["compiler"] = FASTRNN_COMPILER;
+    c["flags"] = FASTRNN_FLAGS;
+    c["build_type"] = FASTRNN_BUILD_TYPE;
+    c["eigen_version"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                         std::to_string(EIGEN_MINOR_VERSION);
+    c["eigen_simd"] = Eigen::SimdInstructionSetsInUse();
+    c["float_lanes"] = PacketInfo<float>::L;  // SIMD width of the packed kernels
+#ifdef _OPENMP
+    c["openmp"] = true;
+#else
+    c["openmp"] = false;
+#endif
+    return c;
+}
+
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+PYBIND11_MODULE(FASTRNN_MODULE, m) {
     m.doc() = "fastrnn C++ kernels (private: use fastrnn.functional)";
     Eigen::initParallel();
     bind_dtype<float>(m);
@@ -340,14 +361,5 @@ PYBIND11_MODULE(_core, m) {
         set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &num_threads);
-#ifdef _OPENMP
-    m.attr("openmp") = true;
-#else
-    m.attr("openmp") = false;
-#endif
-    m.attr("eigen_version") = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
-                              "." + std::to_string(EIGEN_MINOR_VERSION);
-#ifdef FASTRNN_VERSION
-    m.attr("__version__") = FASTRNN_VERSION;
-#endif
+    m.def("build_config", &build_config);
 }

@@ -382,9 +382,9 @@ def test_allocation_failure_raises_memory_error_naming_the_array(cell, training)
 
 @needs_cpp
 def test_cpp_second_line_refuses_overflow():
-    """fastrnn._core is private, but its own size check must stand even when called
-    directly, past the Python checks."""
-    from fastrnn import _core
+    """The kernel module (fastrnn._isa.core) is private, but its own size check must
+    stand even when called directly, past the Python checks."""
+    from fastrnn._isa import core as _core
     x = np.zeros((2**30, 2**30, 0), F32)
     w_ih, w_hh, b = np.zeros((8, 0), F32), np.zeros((8, 2), F32), np.zeros(8, F32)
     h0 = np.zeros((1, 2), F32)             # shapes need not match: the size check comes first

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Debug build with AddressSanitizer + UndefinedBehaviorSanitizer (no
-# -march=native), then the whole test suite against it but the example and
-# benchmark scripts (subprocesses of a plain interpreter). Any ASan or UBSan
-# report aborts the run. Leak checking is off because CPython itself leaks by
-# design at exit (tools/valgrind.sh checks fastrnn's own leaks); allocations
-# past ASan's limit return null, so the kernels' std::bad_alloc -> MemoryError
-# path is what runs, as without ASan.
+# Debug build with AddressSanitizer + UndefinedBehaviorSanitizer (the portable
+# modules, no -march=native), then the whole test suite but the example and
+# benchmark scripts (subprocesses of a plain interpreter) against the module
+# fastrnn picks for this CPU (FASTRNN_ISA=baseline, say, for another). Any ASan
+# or UBSan report aborts the run. Leak checking is off because CPython itself
+# leaks by design at exit (tools/valgrind.sh checks fastrnn's own leaks);
+# allocations past ASan's limit return null, so the kernels' std::bad_alloc ->
+# MemoryError path is what runs, as without ASan.
 #   tools/sanitize.sh [pytest args...]      (needs: pip install ".[test]" cmeel-eigen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFASTRNN_SANITIZE=ON -DFASTRNN_
       -DCMAKE_PREFIX_PATH="$(python -m cmeel cmake 2>/dev/null)"
 cmake --build "$build" -j 2
 rm -rf "$pkg" && mkdir -p "$pkg"
-cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_core*.so && cp "$build"/_core*.so "$pkg/fastrnn/"
+cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_*.so && cp "$build"/_*.so "$pkg/fastrnn/"
 # Run from outside the repo so the sanitized copy, not an installed fastrnn, is imported.
 tests="$PWD/tests"
 cd "$pkg"

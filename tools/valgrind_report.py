@@ -15,8 +15,8 @@ leaks = [r for r in records if "definitely lost in loss record" in r]
 
 
 def ours(record):
-    """A frame in the _core module: its file, its sources, or its C++ namespaces."""
-    return re.search(r"_core\.cpython|/csrc/|fastrnn::|pybind11::", record) is not None
+    """A frame in fastrnn's compiled modules: their files, sources or C++ namespaces."""
+    return re.search(r"/fastrnn/_\w+\.cpython|/csrc/|fastrnn::|pybind11::", record) is not None
 
 
 bad = [r for r in errors + leaks if ours(r)]

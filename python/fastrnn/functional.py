@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _core
+from ._isa import core as _core
 from ._checks import check_backward, check_choice, check_flag, check_forward, require_cache
 from ._types import Grads, LSTMGrads
 

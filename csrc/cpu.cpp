@@ -1,0 +1,54 @@
+// fastrnn._cpu.features(): the instruction-set extensions this CPU and OS
+// support, for python/fastrnn/_isa.py to pick a kernel module.
+//
+// Read with CPUID through the compiler's __builtin_cpu_supports, which also
+// checks (XGETBV) that the OS saves the AVX and AVX-512 registers; not from
+// /proc/cpuinfo, which shows the host's flags under an emulator (qemu-user).
+// Compiled for plain x86-64, so it loads on any x86-64 CPU, and written
+// against Python's C API rather than pybind11, so it builds in a moment.
+#include <Python.h>
+
+namespace {
+
+PyObject* features(PyObject*, PyObject*) {
+    __builtin_cpu_init();
+    // __builtin_cpu_supports takes string literals only, hence the macro.
+#define FASTRNN_FEATURE(name) {name, __builtin_cpu_supports(name) != 0}
+    const struct {
+        const char* name;
+        bool present;
+    } table[] = {
+        FASTRNN_FEATURE("sse2"),     FASTRNN_FEATURE("sse3"),     FASTRNN_FEATURE("ssse3"),
+        FASTRNN_FEATURE("sse4.1"),   FASTRNN_FEATURE("sse4.2"),   FASTRNN_FEATURE("popcnt"),
+        FASTRNN_FEATURE("avx"),      FASTRNN_FEATURE("avx2"),     FASTRNN_FEATURE("fma"),
+        FASTRNN_FEATURE("bmi"),      FASTRNN_FEATURE("bmi2"),     FASTRNN_FEATURE("avx512f"),
+        FASTRNN_FEATURE("avx512bw"), FASTRNN_FEATURE("avx512dq"), FASTRNN_FEATURE("avx512vl"),
+        FASTRNN_FEATURE("avx512cd"),
+    };
+#undef FASTRNN_FEATURE
+    PyObject* names = PyList_New(0);
+    if (!names) return nullptr;
+    for (const auto& f : table) {
+        if (!f.present) continue;
+        PyObject* s = PyUnicode_FromString(f.name);
+        if (!s || PyList_Append(names, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(names);
+            return nullptr;
+        }
+        Py_DECREF(s);
+    }
+    return names;
+}
+
+PyMethodDef methods[] = {
+    {"features", features, METH_NOARGS, "Instruction-set extensions of this CPU usable under this OS (CPUID)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpu", "CPU feature detection (private: see fastrnn.config())",
+                      -1, methods, nullptr, nullptr, nullptr, nullptr};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__cpu() { return PyModule_Create(&module); }

@@ -1,0 +1,61 @@
+"""fastrnn.config() and show_config(): how this fastrnn was built and what it runs."""
+from . import _isa
+
+
+def config():
+    """The build and run-time configuration as a dict (what show_config() prints).
+
+    Build values come from the kernel module in use (its compiler, flags, build
+    type, Eigen); run-time values from this process (ISA picked, threads).
+    """
+    from . import __version__
+    core, sel = _isa.core, _isa.selection
+    built = core.build_config()
+    return {
+        "version": __version__,
+        "isa": sel.isa,
+        "isa_requested": sel.requested,
+        "isas_built": list(sel.built),
+        "isas_available": list(sel.available),
+        "cpu_features": None if sel.features is None else list(sel.features),
+        "openmp": built["openmp"],
+        "threads": core.get_num_threads(),
+        "eigen_version": built["eigen_version"],
+        "eigen_simd": built["eigen_simd"],
+        "float_lanes": built["float_lanes"],
+        "compiler": built["compiler"],
+        # "SHELL:" is CMake's marker on options it must not de-duplicate (OpenMP's).
+        "flags": built["flags"].replace("SHELL:", ""),
+        "build_type": built["build_type"],
+        "module": core.__file__,
+    }
+
+
+def show_config():
+    """Print the version, the instruction set in use and the ones available,
+    OpenMP and threads, Eigen, the compiler, its flags and the build type."""
+    c = config()
+    if c["isa"] == "native":
+        why = "the only module of a native build (-march=native, for the machine that built it)"
+    elif c["isa_requested"]:
+        why = f"FASTRNN_ISA={c['isa_requested']}"
+    else:
+        why = "the best this CPU runs (FASTRNN_ISA unset)"
+    features = ("unknown (no fastrnn._cpu: not an x86-64 build)" if c["cpu_features"] is None
+                else " ".join(c["cpu_features"]) or "none of those fastrnn checks")
+    rows = [
+        ("ISA in use", f"{c['isa']} — {why}"),
+        ("ISAs built", ", ".join(c["isas_built"])),
+        ("ISAs available", ", ".join(c["isas_available"])),
+        ("CPU features", f"{features} (CPUID)" if c["cpu_features"] is not None else features),
+        ("OpenMP", f"on, {c['threads']} threads" if c["openmp"] else "off (1 thread)"),
+        ("Eigen", f"{c['eigen_version']}, SIMD {c['eigen_simd']}; "
+                  f"{c['float_lanes']} float lanes in fastrnn's kernels"),
+        ("compiler", c["compiler"]),
+        ("flags", c["flags"]),
+        ("build type", c["build_type"]),
+        ("module", c["module"]),
+    ]
+    print(f"fastrnn {c['version']}")
+    for name, value in rows:
+        print(f"  {name + ':':<18}{value}")

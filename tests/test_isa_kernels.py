@@ -1,0 +1,51 @@
+"""Every cell, forward and backward, against the reference, in whichever kernel
+module is loaded (fastrnn.config()["isa"]).
+
+This is the selection tools/portable_check.sh runs with each FASTRNN_ISA and
+under an emulated AVX2-only CPU, so it stays small. The shapes make every SIMD
+width fastrnn is built for (4, 8 and 16 float lanes: panels of 8, 16 and 32
+units) meet partial panels, and leave remainders of the 6-row micro-kernel.
+"""
+import numpy as np
+import pytest
+
+from fastrnn import functional as F
+from fastrnn import reference as R
+from test_kernels import IDS, VARIANTS, assert_match, lengths_for, make_case, run
+
+# (T, B, I, H). B = 40 with H = 53 makes a step large enough for the
+# unit-split threading; I + H = 72 keeps the float32 bound of test_kernels.py.
+SHAPES = [(5, 13, 7, 37), (8, 40, 19, 53)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_float64_matches_reference(variant, shape):
+    # Same bound and reasoning as test_kernels.py: 1e-12 relative (1e-13
+    # absolute near 0) is a few ulps times the depth of T ≤ 12 steps.
+    cell, opts, G = variant
+    rng = np.random.default_rng(21)
+    T, B, I, H = shape
+    args, kw, grads = make_case(cell, opts, G, T, B, I, H, np.float64, rng)
+    lengths = lengths_for(B, T, rng)
+    got = run(F, cell, args, kw, grads, lengths, reverse=True)
+    want = run(R, cell, args, kw, grads, lengths, reverse=True)
+    assert_match(got, want, 1e-12, 1e-13, f"{cell}{opts} {shape}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_float32_matches_float64_reference(variant, shape):
+    # test_kernels.py's float32 bound: float32 round-off over sums of at most
+    # I + H = 72 terms for ≤ 12 steps stays below 1e-5; 2e-4 still catches any
+    # wrong formula (errors of order 1e-2).
+    cell, opts, G = variant
+    rng = np.random.default_rng(22)
+    T, B, I, H = shape
+    args, kw, grads = make_case(cell, opts, G, T, B, I, H, np.float32, rng)
+    up = lambda d: {k: (None if v is None else v.astype(np.float64)) for k, v in d.items()}  # noqa: E731
+    got = run(F, cell, args, kw, grads)
+    want = run(R, cell, up(args), up(kw) if "peephole" in kw else kw, up(grads))
+    for part in got[0] + tuple(got[1]):
+        assert part is None or part.dtype == np.float32
+    assert_match(got, want, 2e-4, 2e-4, f"float32 {cell}{opts} {shape}")
