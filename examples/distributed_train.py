@@ -26,7 +26,7 @@ from mpi4py import MPI
 import fastrnn
 from fastrnn import nn, optim
 from fastrnn.distributed import DataParallel, local_num_threads, shard
-from forecast_gru import K, W, Forecaster, make_series, predict, windows
+from forecast_gru import K, W, Forecaster, baseline_maes, predict, splits
 
 
 def sharded_mae(comm, model, x, y, last, scale):
@@ -59,13 +59,7 @@ def main(argv=None):
     fastrnn.set_num_threads(threads)
 
     rng = np.random.default_rng(args.seed)            # the same stream on every rank
-    series = make_series(rng, 24 * 7 * weeks)
-    n = len(series)
-    a, b = int(0.7 * n), int(0.8 * n)
-    scale = float(np.std(series[:a]))
-    xtr, ytr, ltr = windows(series, 0, a)
-    xva, yva, lva = windows(series, a, b)
-    xte, yte, lte = windows(series, b, n)
+    _, scale, (xtr, ytr, ltr), (xva, yva, lva), (xte, yte, lte) = splits(rng, weeks)
     rel_x, rel_y = (xtr - ltr) / scale, (ytr - ltr) / scale
     N = xtr.shape[1]
     say(f"{size} ranks x {threads} kernel thread{'s' if threads > 1 else ''}; global batch "
@@ -105,11 +99,8 @@ def main(argv=None):
             f"{val_mae:.3f}, {seconds:.1f}s ({N / seconds:.0f} windows/s)", flush=True)
 
     mae = sharded_mae(comm, model, xte, yte, lte, scale)
-    naive = np.abs(lte[None, :] - yte).mean()
-    origins = np.arange(max(b, W), n - K + 1)
-    seasonal = series[origins[None, :] + np.arange(K)[:, None] - 24]
-    say(f"test MAE: {mae:.3f} (naive last-value {naive:.3f}, seasonal naive "
-        f"{np.abs(seasonal - yte).mean():.3f})")
+    naive, seasonal = baseline_maes(xte, yte, lte)
+    say(f"test MAE: {mae:.3f} (naive last-value {naive:.3f}, seasonal naive {seasonal:.3f})")
     return mae
 
 

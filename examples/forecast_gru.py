@@ -77,6 +77,22 @@ class Forecaster:
         self.gru.backward(None, dh[None])
 
 
+def splits(rng, weeks):
+    """The series and its windows cut 70/10/20 in time (train, validation, test), with
+    the scale: the training part's standard deviation (nothing later leaks into it)."""
+    series = make_series(rng, 24 * 7 * weeks)
+    n = len(series)
+    a, b = int(0.7 * n), int(0.8 * n)
+    scale = float(np.std(series[:a]))
+    return series, scale, windows(series, 0, a), windows(series, a, b), windows(series, b, n)
+
+
+def baseline_maes(x, y, last):
+    """MAE of the naive forecasts: the last value, and the same hours a day earlier
+    (K <= 24 < W, so those lie inside each window)."""
+    return np.abs(last[None, :] - y).mean(), np.abs(x[W - 24:W - 24 + K] - y).mean()
+
+
 def predict(model, x, last, scale, batch=1024):
     rel = (x - last) / scale
     out = np.concatenate([model(rel[:, i:i + batch], training=False)
@@ -99,13 +115,8 @@ def main(argv=None):
     weeks = args.weeks or (20 if args.quick else 40)
 
     rng = np.random.default_rng(args.seed)
-    series = make_series(rng, 24 * 7 * weeks)
+    series, scale, (xtr, ytr, ltr), (xva, yva, lva), (xte, yte, lte) = splits(rng, weeks)
     n = len(series)
-    a, b = int(0.7 * n), int(0.8 * n)
-    scale = float(np.std(series[:a]))
-    xtr, ytr, ltr = windows(series, 0, a)
-    xva, yva, lva = windows(series, a, b)
-    xte, yte, lte = windows(series, b, n)
     rel_x, rel_y = (xtr - ltr) / scale, (ytr - ltr) / scale
     print(f"series: {n} hours; {xtr.shape[1]} training windows, {xte.shape[1]} test "
           f"windows of {W} h -> {K} h")
@@ -138,10 +149,7 @@ def main(argv=None):
 
     pred = predict(model, xte, lte, scale)
     mae = np.abs(pred - yte).mean()
-    naive = np.abs(lte[None, :] - yte).mean()
-    origins = np.arange(max(b, W), n - K + 1)
-    seasonal = series[origins[None, :] + np.arange(K)[:, None] - 24]
-    seasonal_mae = np.abs(seasonal - yte).mean()
+    naive, seasonal_mae = baseline_maes(xte, yte, lte)
     by_h = np.abs(pred - yte).mean(axis=1)
     print(f"GRU MAE by horizon (1..{K} h): " + " ".join(f"{v:.2f}" for v in by_h))
     print(f"{np.mean(epoch_times):.1f}s per epoch ({N} windows, batch {args.batch})")
@@ -151,6 +159,7 @@ def main(argv=None):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(9, 3.5))
+        origins = np.arange(n - K + 1 - xte.shape[1], n - K + 1)   # the test windows'
         span = slice(0, 24 * 5)
         t = origins[span]
         ax.plot(t, series[t], color="k", lw=1, label="series")

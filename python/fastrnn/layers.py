@@ -214,7 +214,7 @@ class _RNNBase(Module):
         self._check_params()
 
         forward = self._fn("forward")
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        L, D = self.num_layers, self.num_directions
         inp = np.ascontiguousarray(x.transpose(1, 0, 2)) if self.batch_first else x
         caches, masks = [], []
         finals = [[] for _ in self._states]          # per state: the L*D (B, H) rows
