@@ -2,12 +2,17 @@
 
 The default run draws a fixed, small number of examples with a fixed seed
 (`derandomize`), so CI is repeatable; `--hypothesis-profile=fuzz` draws many
-more, freshly random each run (minutes; see docs/reliability.md).
+more, freshly random each run (minutes; see docs/reliability.md). Without
+hypothesis installed, test_fuzz.py is skipped and nothing here applies.
 """
-from hypothesis import HealthCheck, settings
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:
+    settings = None
 
-settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=3000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("default")
+if settings is not None:
+    settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("fuzz", max_examples=3000, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("default")

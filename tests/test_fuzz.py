@@ -7,8 +7,10 @@ tests/test_fuzz.py --hypothesis-profile=fuzz` runs 3000 each (tests/conftest.py)
 """
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+
+pytest.importorskip("hypothesis")      # an optional test dependency (the test extra)
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 import fastrnn
 from fastrnn import reference as R
