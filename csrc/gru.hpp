@@ -9,7 +9,7 @@
 #pragma once
 
 #include "activations.hpp"
-#include "projection.hpp"
+#include "time_loop.hpp"
 
 #include <vector>
 
@@ -53,22 +53,23 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     w_rz_or_all.pack(w.w_hh, ResetAfter ? 3 : 2, H, H, H, false);
     if (!ResetAfter) w_n.pack(w.w_hh + 2 * H * H, 1, H, H, H, false);
     sch.gather(h0, hs, H);
-
-    for (Index s = 0; s < sch.steps(); ++s) {
-        const Index n = sch.active(s);
+    const Index P = w_rz_or_all.per_group();
+    forward_loop(proj, sch, B, P, plan_team(sch, P, B, 2 * B * H * GH), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S *hp = hs + slots.slot(s) * B * H, *hnew = hs + slots.slot(s + 1) * B * H;
-        S* gx = proj.step(s);
+        S* gx = proj.at(s);
         S* gates = train ? gx : ga.data();
-        // Units [u, u + len) of row r: gates r, z = σ(gx + bias + gh).
-        auto rz = [&](Index r, Index u, Index len) {
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        // Row r: gates r, z = σ(gx + bias + gh).
+        auto rz = [&](Index r) {
             for (Index k = 0; k < 2; ++k) {
                 const Index o = r * GH + k * H + u;
                 ArrMap<S>(gates + o, len) = Sigmoid::f(ConstArrMap<S>(gx + o, len) + ConstArrMap<S>(gh.data() + o, len) +
                                                        ConstArrMap<S>(bias.data() + k * H + u, len));
             }
         };
-        // n and h' of units [u, u + len) of row r, from r, z and ghn (the n part of gh).
-        auto update = [&](Index r, Index u, Index len, const S* ghn) {
+        // Row r: n and h' from r, z and ghn (the n part of gh).
+        auto update = [&](Index r, const S* ghn) {
             const S* a = gates + r * GH + u;
             ConstArrMap<S> rg(a, len), z(a + H, len), h(hp + r * H + u, len);
             ArrMap<S> ng(gates + r * GH + 2 * H + u, len);
@@ -80,30 +81,28 @@ void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
             ArrMap<S>(hnew + r * H + u, len) = ng + z * (h - ng);
             write_output(sch, s, r, hnew + r * H + u, out + u, B, H, len);
         };
+        packed_gemm_units(hp + p.r0 * H, H, m, w_rz_or_all, p.j0, p.j1, gh.data() + p.r0 * GH, GH, false);
         if constexpr (ResetAfter) {
             S* hn_cache = train ? cache.hn + s * B * H : nullptr;
-            parallel_units(w_rz_or_all, 2 * n * H * GH, [&](Index j0, Index j1) {
-                packed_gemm_units(hp, H, n, w_rz_or_all, j0, j1, gh.data(), GH, false);
-                const auto [u, len] = unit_range<S>(j0, j1, H);
-                for (Index r = 0; r < n; ++r) {
-                    ArrMap<S> ghn(gh.data() + r * GH + 2 * H + u, len);
-                    ghn += ConstArrMap<S>(w.b_hh + 2 * H + u, len);
-                    if (hn_cache) std::copy_n(ghn.data(), len, hn_cache + r * H + u);
-                    rz(r, u, len);
-                    update(r, u, len, ghn.data());
-                }
-            });
+            for (Index r = p.r0; r < re; ++r) {
+                ArrMap<S> ghn(gh.data() + r * GH + 2 * H + u, len);
+                ghn += ConstArrMap<S>(w.b_hh + 2 * H + u, len);
+                if (hn_cache) std::copy_n(ghn.data(), len, hn_cache + r * H + u);
+                rz(r);
+                update(r, ghn.data());
+            }
         } else {
-            packed_gemm(hp, H, n, w_rz_or_all, gh.data(), GH, false);
-            parallel_rows(n, GH, [&](Index r) {
-                rz(r, 0, H);
-                ArrMap<S>(q.data() + r * H, H) = ConstArrMap<S>(gates + r * GH, H) * ConstArrMap<S>(hp + r * H, H);
-            });
-            packed_gemm(q.data(), H, n, w_n, gh.data() + 2 * H, GH, false);
-            parallel_rows(n, GH, [&](Index r) { update(r, 0, H, gh.data() + r * GH + 2 * H); });
+            for (Index r = p.r0; r < re; ++r) {
+                rz(r);
+                ArrMap<S>(q.data() + r * H + u, len) =
+                    ConstArrMap<S>(gates + r * GH + u, len) * ConstArrMap<S>(hp + r * H + u, len);
+            }
+            p.sync();  // W_hn's product reads every unit of q
+            packed_gemm_units(q.data() + p.r0 * H, H, m, w_n, p.j0, p.j1, gh.data() + 2 * H + p.r0 * GH, GH, false);
+            for (Index r = p.r0; r < re; ++r) update(r, gh.data() + r * GH + 2 * H + u);
         }
-        if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
-    }
+        if (train) zero_rows(hnew, re, p.r1, H, 1, H, u, len);
+    });
     for (Index r = 0; r < B; ++r)
         std::copy_n(hs + slots.slot(sch.length(r)) * B * H + r * H, H, h_n + sch.row(r) * H);
 }
@@ -120,53 +119,59 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
     const Index B = d.B, H = d.H, GH = 3 * H, steps = sch.steps();
     // dG: what W_hh sees per step (reset_after) or what both see (reset before).
     // dan: reset_after's n part as W_ih sees it. dq: reset before's dq scratch.
-    std::vector<S> dG(steps * B * GH), dan(ResetAfter ? steps * B * H : 0), dq(ResetAfter ? 0 : B * H);
-    std::vector<S> dh(B * H);
+    // Every row of dG and dan is written.
+    Buffer<S> dG(steps * B * GH), dan(ResetAfter ? steps * B * H : 0), dq(ResetAfter ? 0 : B * H), dh(B * H);
     // Transposed for dh_prev = dG · W: all of W_hh (reset_after), or W_hr,z and W_hn.
     PackedMatrix<S> wt_rz_or_all, wt_n;
     wt_rz_or_all.pack(w.w_hh, 1, H, ResetAfter ? GH : 2 * H, H, true);
     if (!ResetAfter) wt_n.pack(w.w_hh + 2 * H * H, 1, H, H, H, true);
     sch.gather(d_h_n, dh.data(), H);
-    for (Index s = steps - 1; s >= 0; --s) {
-        const Index n = sch.active(s);
+    const Index P = wt_rz_or_all.per_group();
+    backward_loop(sch, B, P, plan_team(sch, P, B, 2 * B * GH * H), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S* dGs = dG.data() + s * B * GH;
         const S* hp = cache.hs + s * B * H;
-        // dh += d_out; dan, daz; dh ← dh⊙z (the direct path).
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        // Row r: dh += d_out; dan, daz; dh ← dh⊙z (the direct path).
         auto common = [&](Index r) {
-            const S* a = cache.gates + (s * B + r) * GH;
-            ConstArrMap<S> z(a + H, H), ng(a + 2 * H, H), h(hp + r * H, H);
-            ArrMap<S> dhv(dh.data() + r * H, H);
-            dhv += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H), H);
-            ArrMap<S> da_n(dGs + r * GH + 2 * H, H);
+            const S* a = cache.gates + (s * B + r) * GH + u;
+            ConstArrMap<S> z(a + H, len), ng(a + 2 * H, len), h(hp + r * H + u, len);
+            ArrMap<S> dhv(dh.data() + r * H + u, len);
+            dhv += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len);
+            ArrMap<S> da_n(dGs + r * GH + 2 * H + u, len);
             da_n = dhv * (1 - z) * Tanh::df(ng);
-            ArrMap<S>(dGs + r * GH + H, H) = dhv * (h - ng) * Sigmoid::df(z);
+            ArrMap<S>(dGs + r * GH + H + u, len) = dhv * (h - ng) * Sigmoid::df(z);
             dhv *= z;
         };
         if constexpr (ResetAfter) {
-            parallel_rows(n, GH, [&](Index r) {
+            for (Index r = p.r0; r < re; ++r) {
                 common(r);
-                const S* a = cache.gates + (s * B + r) * GH;
-                ConstArrMap<S> rg(a, H), hn(cache.hn + (s * B + r) * H, H);
-                ArrMap<S> da_n(dGs + r * GH + 2 * H, H);
-                std::copy_n(da_n.data(), H, dan.data() + (s * B + r) * H);
-                ArrMap<S>(dGs + r * GH, H) = da_n * hn * Sigmoid::df(rg);
+                const S* a = cache.gates + (s * B + r) * GH + u;
+                ConstArrMap<S> rg(a, len), hn(cache.hn + (s * B + r) * H + u, len);
+                ArrMap<S> da_n(dGs + r * GH + 2 * H + u, len);
+                std::copy_n(da_n.data(), len, dan.data() + (s * B + r) * H + u);
+                ArrMap<S>(dGs + r * GH + u, len) = da_n * hn * Sigmoid::df(rg);
                 da_n *= rg;
-            });
-            std::fill(dGs + n * GH, dGs + B * GH, S(0));
-            std::fill(dan.data() + (s * B + n) * H, dan.data() + (s + 1) * B * H, S(0));
-            packed_gemm(dGs, GH, n, wt_rz_or_all, dh.data(), H, true);
+            }
+            zero_rows(dGs, re, p.r1, GH, 3, H, u, len);
+            zero_rows(dan.data() + s * B * H, re, p.r1, H, 1, H, u, len);
+            p.sync();  // the product reads every unit of dG
+            packed_gemm_units(dGs + p.r0 * GH, GH, m, wt_rz_or_all, p.j0, p.j1, dh.data() + p.r0 * H, H, true);
         } else {
-            parallel_rows(n, GH, common);
-            std::fill(dGs + n * GH, dGs + B * GH, S(0));
-            packed_gemm(dGs + 2 * H, GH, n, wt_n, dq.data(), H, false);
-            parallel_rows(n, GH, [&](Index r) {
-                ConstArrMap<S> rg(cache.gates + (s * B + r) * GH, H), h(hp + r * H, H), dqv(dq.data() + r * H, H);
-                ArrMap<S>(dGs + r * GH, H) = dqv * h * Sigmoid::df(rg);
-                ArrMap<S>(dh.data() + r * H, H) += dqv * rg;
-            });
-            packed_gemm(dGs, GH, n, wt_rz_or_all, dh.data(), H, true);
+            for (Index r = p.r0; r < re; ++r) common(r);
+            zero_rows(dGs, re, p.r1, GH, 3, H, u, len);
+            p.sync();  // W_hn's product reads every unit of dan
+            packed_gemm_units(dGs + 2 * H + p.r0 * GH, GH, m, wt_n, p.j0, p.j1, dq.data() + p.r0 * H, H, false);
+            for (Index r = p.r0; r < re; ++r) {
+                ConstArrMap<S> rg(cache.gates + (s * B + r) * GH + u, len), h(hp + r * H + u, len),
+                    dqv(dq.data() + r * H + u, len);
+                ArrMap<S>(dGs + r * GH + u, len) = dqv * h * Sigmoid::df(rg);
+                ArrMap<S>(dh.data() + r * H + u, len) += dqv * rg;
+            }
+            p.sync();  // the product reads every unit of dar
+            packed_gemm_units(dGs + p.r0 * GH, GH, m, wt_rz_or_all, p.j0, p.j1, dh.data() + p.r0 * H, H, true);
         }
-    }
+    });
     sch.scatter(dh.data(), g.dh0, H);
     if constexpr (ResetAfter) {
         gemm_tn(dG.data(), cache.hs, g.dw_hh, GH, H, steps * B, false);

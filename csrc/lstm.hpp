@@ -8,7 +8,7 @@
 #pragma once
 
 #include "activations.hpp"
-#include "projection.hpp"
+#include "time_loop.hpp"
 
 #include <vector>
 
@@ -63,28 +63,26 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
     whh.pack(w.w_hh, 4, H, H, H, false);
     sch.gather(h0, hs, H);
     sch.gather(c0, cs, H);
-
-    for (Index s = 0; s < sch.steps(); ++s) {
-        const Index n = sch.active(s);
+    const Index P = whh.per_group();
+    forward_loop(proj, sch, B, P, plan_team(sch, P, B, 2 * B * H * GH), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S *hp = hs + slots.slot(s) * B * H, *hn = hs + slots.slot(s + 1) * B * H;
         S *cp = cs + slots.slot(s) * B * H, *cn = cs + slots.slot(s + 1) * B * H;
-        S* gx = proj.step(s);
+        S* gx = proj.at(s);
         S* gates = train ? gx : gh.data();
-        parallel_units(whh, 2 * n * H * GH, [&](Index j0, Index j1) {
-            packed_gemm_units(hp, H, n, whh, j0, j1, gh.data(), GH, false);
-            const auto [u, len] = unit_range<S>(j0, j1, H);
-            for (Index r = 0; r < n; ++r) {
-                lstm_step<S, Peep>(gx + r * GH + u, gh.data() + r * GH + u, bias.data() + u,
-                                   w.peephole ? w.peephole + u : nullptr, cp + r * H + u, gates + r * GH + u,
-                                   cn + r * H + u, hn + r * H + u, H, len);
-                write_output(sch, s, r, hn + r * H + u, out + u, B, H, len);
-            }
-        });
-        if (train) {  // rows that have ended: defined values for the dW_hh GEMM
-            std::fill(hn + n * H, hn + B * H, S(0));
-            std::fill(cn + n * H, cn + B * H, S(0));
+        packed_gemm_units(hp + p.r0 * H, H, m, whh, p.j0, p.j1, gh.data() + p.r0 * GH, GH, false);
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        for (Index r = p.r0; r < re; ++r) {
+            lstm_step<S, Peep>(gx + r * GH + u, gh.data() + r * GH + u, bias.data() + u,
+                               w.peephole ? w.peephole + u : nullptr, cp + r * H + u, gates + r * GH + u,
+                               cn + r * H + u, hn + r * H + u, H, len);
+            write_output(sch, s, r, hn + r * H + u, out + u, B, H, len);
         }
-    }
+        if (train) {  // rows that have ended: defined values for the dW_hh GEMM
+            zero_rows(hn, re, p.r1, H, 1, H, u, len);
+            zero_rows(cn, re, p.r1, H, 1, H, u, len);
+        }
+    });
     for (Index r = 0; r < B; ++r) {
         const Index at = slots.slot(sch.length(r)) * B * H + r * H;
         std::copy_n(hs + at, H, h_n + sch.row(r) * H);
@@ -92,7 +90,8 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
     }
 }
 
-// Backward of one row of one step. In: dh (incl. d_out), dc from step s+1.
+// Backward of units [u, u + n) of one row of one step (pointers offset to u,
+// gates H apart). In: dh (incl. d_out), dc from step s+1.
 // Out: dG = pre-activation gradients [dai daf dag dao]; dc ← dc_prev.
 //   do  = dh⊙tanh(c')                 dao = do⊙o(1−o)
 //   dc' = dc + dh⊙o⊙(1−tanh²c') [+ dao⊙p_o]
@@ -100,19 +99,19 @@ void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, c
 //   dc_prev = dc'⊙f [+ dai⊙p_i + daf⊙p_f]        (dh_prev = dG·W_hh, a GEMM)
 template <typename S, bool Peep>
 inline void lstm_step_backward(const S* gates, const S* peep, const S* c_prev, const S* c_new,
-                               const S* dh, S* dc, S* dG, Index H) {
-    ConstArrMap<S> i(gates, H), f(gates + H, H), g(gates + 2 * H, H), o(gates + 3 * H, H);
-    ConstArrMap<S> c(c_prev, H), cn(c_new, H), dhv(dh, H);
-    ArrMap<S> dcv(dc, H), dai(dG, H), daf(dG + H, H), dag(dG + 2 * H, H), dao(dG + 3 * H, H);
-    const auto tc = Tanh::f(cn).eval();
-    dao = dhv * tc * Sigmoid::df(o);
-    dcv += dhv * o * Tanh::df(tc);
-    if constexpr (Peep) dcv += dao * ConstArrMap<S>(peep + 2 * H, H);
+                               const S* dh, S* dc, S* dG, Index H, Index n) {
+    ConstArrMap<S> i(gates, n), f(gates + H, n), g(gates + 2 * H, n), o(gates + 3 * H, n);
+    ConstArrMap<S> c(c_prev, n), dhv(dh, n);
+    ArrMap<S> dcv(dc, n), dai(dG, n), daf(dG + H, n), dag(dG + 2 * H, n), dao(dG + 3 * H, n);
+    dao = Tanh::f(ConstArrMap<S>(c_new, n));  // tanh(c') parked in dao: no allocation
+    dcv += dhv * o * Tanh::df(dao);
+    dao = dhv * dao * Sigmoid::df(o);
+    if constexpr (Peep) dcv += dao * ConstArrMap<S>(peep + 2 * H, n);
     dai = dcv * g * Sigmoid::df(i);
     daf = dcv * c * Sigmoid::df(f);
     dag = dcv * i * Tanh::df(g);
     dcv *= f;
-    if constexpr (Peep) dcv += dai * ConstArrMap<S>(peep, H) + daf * ConstArrMap<S>(peep + H, H);
+    if constexpr (Peep) dcv += dai * ConstArrMap<S>(peep, n) + daf * ConstArrMap<S>(peep + H, n);
 }
 
 template <typename S>
@@ -125,24 +124,28 @@ void lstm_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedul
                    const LSTMCache<S>& cache, const S* d_out, const S* d_h_n, const S* d_c_n,
                    const LSTMGradsOut<S>& g) {
     const Index B = d.B, H = d.H, GH = 4 * H, steps = sch.steps();
-    std::vector<S> dG(steps * B * GH), dh(B * H), dc(B * H);
+    Buffer<S> dG(steps * B * GH), dh(B * H), dc(B * H);  // dG: every row is written
     PackedMatrix<S> whh_t;  // dh_prev = dG · W_hh
     whh_t.pack(w.w_hh, 1, H, GH, H, true);
     sch.gather(d_h_n, dh.data(), H);
     sch.gather(d_c_n, dc.data(), H);
-    for (Index s = steps - 1; s >= 0; --s) {
-        const Index n = sch.active(s);
+    const Index P = whh_t.per_group();
+    backward_loop(sch, B, P, plan_team(sch, P, B, 2 * B * GH * H), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S* dGs = dG.data() + s * B * GH;
         const S* cp = cache.cs + s * B * H;
-        parallel_rows(n, GH, [&](Index r) {
-            ArrMap<S>(dh.data() + r * H, H) += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H), H);
-            lstm_step_backward<S, Peep>(cache.gates + (s * B + r) * GH, w.peephole, cp + r * H,
-                                        cp + B * H + r * H, dh.data() + r * H, dc.data() + r * H,
-                                        dGs + r * GH, H);
-        });
-        std::fill(dGs + n * GH, dGs + B * GH, S(0));
-        packed_gemm(dGs, GH, n, whh_t, dh.data(), H, false);
-    }
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        for (Index r = p.r0; r < re; ++r) {
+            S* dhr = dh.data() + r * H + u;
+            ArrMap<S>(dhr, len) += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len);
+            lstm_step_backward<S, Peep>(cache.gates + (s * B + r) * GH + u, w.peephole ? w.peephole + u : nullptr,
+                                        cp + r * H + u, cp + B * H + r * H + u, dhr, dc.data() + r * H + u,
+                                        dGs + r * GH + u, H, len);
+        }
+        zero_rows(dGs, re, p.r1, GH, 4, H, u, len);
+        p.sync();  // the product reads every unit of dG
+        packed_gemm_units(dGs + p.r0 * GH, GH, m, whh_t, p.j0, p.j1, dh.data() + p.r0 * H, H, false);
+    });
     sch.scatter(dh.data(), g.dh0, H);
     sch.scatter(dc.data(), g.dc0, H);
     gemm_tn(dG.data(), cache.hs, g.dw_hh, GH, H, steps * B, false);

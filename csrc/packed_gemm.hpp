@@ -150,28 +150,6 @@ void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C,
     });
 }
 
-// Unit-split parallelism for a time step: thread t gets unit panels
-// [j0, j1) (hidden units [j0·NR, min(H, j1·NR)) ) and calls f(j0, j1); it can
-// compute those units' columns of every gate and then their gate pass with no
-// data from the other threads. work: flops of the whole step.
-template <typename S, typename F>
-inline void parallel_units(const PackedMatrix<S>& M, Index work, F&& f) {
-    const Index P = M.per_group();
-#ifdef _OPENMP
-    const int nt = static_cast<int>(std::min<Index>(num_threads(), P));
-    if (nt > 1 && work >= (Index(1) << 18)) {
-#pragma omp parallel num_threads(nt)
-        {
-            const Index t = omp_get_thread_num();
-            const Index j0 = P * t / nt, j1 = P * (t + 1) / nt;
-            if (j0 < j1) f(j0, j1);
-        }
-        return;
-    }
-#endif
-    f(Index(0), P);
-}
-
 // The columns of unit panels [j0, j1) of every group: C (=|+=) A · Mᵀ there.
 template <typename S>
 void packed_gemm_units(const S* A, Index lda, Index m, const PackedMatrix<S>& M, Index j0, Index j1, S* C,

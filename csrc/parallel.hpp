@@ -31,6 +31,33 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
     for (Index r = 0; r < n; ++r) f(r);
 }
 
+// A team of threads kept for a whole time loop: f(t, nt) runs once on each of
+// nt threads, and team_barrier() separates dependent phases of a step. A step
+// then costs one barrier instead of a fork and a join; a fork costs several
+// microseconds, more than a whole step of a small layer. nt is the team's
+// real size, which is 1 when called from inside another parallel region.
+template <typename F>
+inline void run_team(int threads, F&& f) {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        f(omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    f(0, 1);
+}
+
+inline void team_barrier(int nt) {
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)nt;
+#endif
+}
+
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
 template <typename S>
 inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,

@@ -52,16 +52,18 @@ public:
         }
     }
 
-    // Step s's (B, GH) block; steps must be asked for in increasing order.
-    S* step(Index s) {
-        if (full_) return full_ + s * d_.B * GH_;
-        if (s >= s1_) {
-            s0_ = s;
-            s1_ = std::min(sch_.steps(), s + chunk_);
-            compute(s0_, s1_, buf_.data());
-        }
-        return buf_.data() + (s - s0_) * d_.B * GH_;
+    // Makes steps [s, end) available to at() and returns end: all steps when
+    // training, else the chunk from s, which replaces the previous chunk.
+    Index prepare(Index s) {
+        if (full_) return sch_.steps();
+        s0_ = s;
+        s1_ = std::min(sch_.steps(), s + chunk_);
+        compute(s0_, s1_, buf_.data());
+        return s1_;
     }
+
+    // Step s's (B, GH) block; s must lie in the range of the last prepare().
+    S* at(Index s) { return full_ ? full_ + s * d_.B * GH_ : buf_.data() + (s - s0_) * d_.B * GH_; }
 
 private:
     void compute(Index s0, Index s1, S* dst) {

@@ -5,7 +5,7 @@
 
 #include "activations.hpp"
 #include "gru.hpp"  // GradsOut
-#include "projection.hpp"
+#include "time_loop.hpp"
 
 #include <vector>
 
@@ -26,22 +26,21 @@ void rnn_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, co
     PackedMatrix<S> whh;
     whh.pack(w.w_hh, 1, H, H, H, false);
     sch.gather(h0, hs, H);
-    for (Index s = 0; s < sch.steps(); ++s) {
-        const Index n = sch.active(s);
+    const Index P = whh.per_group();
+    forward_loop(proj, sch, B, P, plan_team(sch, P, B, 2 * B * H * H), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S *hp = hs + slots.slot(s) * B * H, *hnew = hs + slots.slot(s + 1) * B * H;
-        const S* gx = proj.step(s);
-        parallel_units(whh, 2 * n * H * H, [&](Index j0, Index j1) {
-            packed_gemm_units(hp, H, n, whh, j0, j1, gh.data(), H, false);
-            const auto [u, len] = unit_range<S>(j0, j1, H);
-            for (Index r = 0; r < n; ++r) {
-                ArrMap<S>(hnew + r * H + u, len) =
-                    Act::f(ConstArrMap<S>(gx + r * H + u, len) + ConstArrMap<S>(gh.data() + r * H + u, len) +
-                           ConstArrMap<S>(bias.data() + u, len));
-                write_output(sch, s, r, hnew + r * H + u, out + u, B, H, len);
-            }
-        });
-        if (train) std::fill(hnew + n * H, hnew + B * H, S(0));
-    }
+        const S* gx = proj.at(s);
+        packed_gemm_units(hp + p.r0 * H, H, m, whh, p.j0, p.j1, gh.data() + p.r0 * H, H, false);
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        for (Index r = p.r0; r < re; ++r) {
+            ArrMap<S>(hnew + r * H + u, len) =
+                Act::f(ConstArrMap<S>(gx + r * H + u, len) + ConstArrMap<S>(gh.data() + r * H + u, len) +
+                       ConstArrMap<S>(bias.data() + u, len));
+            write_output(sch, s, r, hnew + r * H + u, out + u, B, H, len);
+        }
+        if (train) zero_rows(hnew, re, p.r1, H, 1, H, u, len);
+    });
     for (Index r = 0; r < B; ++r)
         std::copy_n(hs + slots.slot(sch.length(r)) * B * H + r * H, H, h_n + sch.row(r) * H);
 }
@@ -51,21 +50,23 @@ template <typename S, typename Act>
 void rnn_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule& sch, const S* hs,
                   const S* d_out, const S* d_h_n, const GradsOut<S>& g) {
     const Index B = d.B, H = d.H, steps = sch.steps();
-    std::vector<S> dG(steps * B * H), dh(B * H);
+    Buffer<S> dG(steps * B * H), dh(B * H);  // dG: every row is written
     PackedMatrix<S> whh_t;  // dh_prev = dG · W_hh
     whh_t.pack(w.w_hh, 1, H, H, H, true);
     sch.gather(d_h_n, dh.data(), H);
-    for (Index s = steps - 1; s >= 0; --s) {
-        const Index n = sch.active(s);
+    const Index P = whh_t.per_group();
+    backward_loop(sch, B, P, plan_team(sch, P, B, 2 * B * H * H), [&](Index s, const Part& p) {
+        const Index re = p.end(sch.active(s)), m = re - p.r0;
         S* dGs = dG.data() + s * B * H;
-        parallel_rows(n, H, [&](Index r) {
-            ArrMap<S>(dGs + r * H, H) = (ConstArrMap<S>(dh.data() + r * H, H) +
-                                         ConstArrMap<S>(read_output(sch, s, r, d_out, B, H), H)) *
-                                        Act::df(ConstArrMap<S>(hs + ((s + 1) * B + r) * H, H));
-        });
-        std::fill(dGs + n * H, dGs + B * H, S(0));
-        packed_gemm(dGs, H, n, whh_t, dh.data(), H, false);
-    }
+        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
+        for (Index r = p.r0; r < re; ++r)
+            ArrMap<S>(dGs + r * H + u, len) = (ConstArrMap<S>(dh.data() + r * H + u, len) +
+                                               ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len)) *
+                                              Act::df(ConstArrMap<S>(hs + ((s + 1) * B + r) * H + u, len));
+        zero_rows(dGs, re, p.r1, H, 1, H, u, len);
+        p.sync();  // the product reads every unit of dG
+        packed_gemm_units(dGs + p.r0 * H, H, m, whh_t, p.j0, p.j1, dh.data() + p.r0 * H, H, false);
+    });
     sch.scatter(dh.data(), g.dh0, H);
     gemm_tn(dG.data(), hs, g.dw_hh, H, H, steps * B, false);
     column_sum(dG.data(), g.db_ih, steps * B, H);

@@ -210,18 +210,22 @@ def test_cache_reusable_and_cell_checked():
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 @pytest.mark.parametrize("mode", ["plain", "lengths-reverse"])
-def test_thread_counts_agree(variant, mode):
-    # Large enough that steps split hidden units among 2 threads (H = 40 is not
-    # a multiple of the 16-unit panels, so the split is uneven). Eigen's GEMM
+@pytest.mark.parametrize("split,size", [("rows", (20, 64, 48, 40)), ("units", (12, 4, 24, 136))],
+                         ids=["rows", "units"])
+def test_thread_counts_agree(variant, mode, split, size):
+    # Large enough that 2 threads share each step (csrc/time_loop.hpp): B = 64
+    # splits the batch rows (by summed length under `lengths`); B = 4 is too few
+    # rows, so the 136 hidden units are split (9 panels of 16: uneven). Eigen's GEMM
     # (weight gradients) picks its blocking from the thread count, so sums are
     # ordered differently: results agree to float32 round-off, not bit for bit
-    # (docs/numerics.md). The weight gradients sum T·B = 1280 terms of size ~1:
+    # (docs/numerics.md). The weight gradients sum up to T·B = 1280 terms of size ~1:
     # reordering such a sum moves it by up to ~sqrt(1280)·6e-8·(sum of |terms|)
     # ≈ 1e-4 absolute, so atol 1e-4 (rtol 1e-5 for the large entries).
     cell, opts, G = variant
     rng = np.random.default_rng(8)
-    args, kw, grads = make_case(cell, opts, G, 20, 64, 48, 40, np.float32, rng)
-    lengths = lengths_for(64, 20, rng) if "lengths" in mode else None
+    T, B, I, H = size
+    args, kw, grads = make_case(cell, opts, G, T, B, I, H, np.float32, rng)
+    lengths = lengths_for(B, T, rng) if "lengths" in mode else None
     reverse = "reverse" in mode
     old = F.get_num_threads()
     try:
