@@ -124,10 +124,14 @@ Weights<S> weights(const Dims& d, Index G, const Arr<S>& w_ih, const Arr<S>& w_h
     return {w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data()};
 }
 
-// Output sequence: zeros where padding is never written.
+// Output sequence and dx: zeros where padding is never written.
 template <typename S>
 Arr<S> output(const Dims& d, const std::int64_t* lengths) {
     return lengths ? zeros<S>("out", {d.T, d.B, d.H}) : empty<S>("out", {d.T, d.B, d.H});
+}
+template <typename S>
+Arr<S> input_grad(const Dims& d, const std::int64_t* lengths) {
+    return lengths ? zeros<S>("dx", {d.T, d.B, d.I}) : empty<S>("dx", {d.T, d.B, d.I});
 }
 
 template <typename S>
@@ -179,7 +183,7 @@ py::tuple lstm_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh,
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
     check_shape(d_c_n, {d.B, d.H}, "d_c_n");
-    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
+    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
            dw_ih = empty<S>("dw_ih", {4 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {4 * d.H, d.H}), db = empty<S>("db", {4 * d.H});
     py::object dpeep = py::none();
     LSTMGradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
@@ -242,7 +246,7 @@ py::tuple gru_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     if (hn) check_shape(*hn, {d.T, d.B, d.H}, "hn");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}),
+    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}),
            dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}), db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
     GRUCache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()),
                       hn ? const_cast<S*>(hn->data()) : nullptr};
@@ -288,7 +292,7 @@ py::tuple rnn_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = zeros<S>("dx", {d.T, d.B, d.I}), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {d.H, d.I}),
+    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {d.H, d.I}),
            dw_hh = empty<S>("dw_hh", {d.H, d.H}), db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
     GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
                   dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};

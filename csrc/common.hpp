@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <utility>
 #include <vector>
 
 namespace fastrnn {
@@ -27,7 +28,7 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <typename S>
 using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
-// Cache-line-aligned allocator: buffers that threads write in disjoint
+// Cache-line-aligned, uninitialising allocator: buffers that threads write in disjoint
 // column ranges must not share a line at the range boundaries.
 template <typename T>
 struct LineAligned {
@@ -44,6 +45,16 @@ struct LineAligned {
         throw std::bad_alloc();
     }
     void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlign)); }
+    // Default-initialise: a Buffer of n floats is not zero-filled (a memset
+    // of every cache per call), so kernels must write before they read.
+    template <typename U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... A>
+    void construct(U* p, A&&... a) {
+        ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
     template <typename U>
     bool operator==(const LineAligned<U>&) const { return true; }
     template <typename U>

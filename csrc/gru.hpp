@@ -183,7 +183,7 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
         column_sum(dan.data(), g.db_ih + 2 * H, steps * B, H);
     } else {
         gemm_tn(dG.data(), cache.hs, g.dw_hh, 2 * H, H, steps * B, false, GH);
-        std::vector<S> q(steps * B * H);  // q = r⊙h, the input of W_hn
+        Buffer<S> q(steps * B * H);  // q = r⊙h, the input of W_hn
         for (Index k = 0; k < steps * B; ++k)
             ArrMap<S>(q.data() + k * H, H) = ConstArrMap<S>(cache.gates + k * GH, H) * ConstArrMap<S>(cache.hs + k * H, H);
         gemm_tn(dG.data() + 2 * H, q.data(), g.dw_hh + 2 * H * H, H, H, steps * B, false, GH);

@@ -38,7 +38,7 @@ public:
     void pack(const S* src, Index G, Index H, Index K, Index ld, bool transpose) {
         G_ = G, H_ = H, K_ = K;
         per_group_ = (H + NR - 1) / NR;
-        data_.setZero(G * per_group_ * K * NR);
+        data_.resize(G * per_group_ * K * NR);
         for (Index g = 0; g < G; ++g)
             for (Index j = 0; j < per_group_; ++j) {
                 S* p = data_.data() + (g * per_group_ + j) * K * NR;
@@ -47,6 +47,7 @@ public:
                     const Index n = g * H + j * NR + c;
                     for (Index k = 0; k < K; ++k) p[k * NR + c] = transpose ? src[k * ld + n] : src[n * ld + k];
                 }
+                for (Index k = 0; k < K; ++k) std::fill(p + k * NR + cols, p + k * NR + NR, S(0));  // padding
             }
     }
 
@@ -60,7 +61,7 @@ public:
 
 private:
     Index G_ = 0, H_ = 0, K_ = 0, per_group_ = 0;
-    Eigen::Matrix<S, Eigen::Dynamic, 1> data_;  // aligned for packet loads
+    Buffer<S> data_;  // line-aligned for packet loads
 };
 
 // C[0:MR, 0:cols] (=|+=) A[0:MR, 0:K] · panelᵀ. With few rows the FMA chain

@@ -91,8 +91,8 @@ private:
 // Input gradients for the gate block [g0, g0 + cols) of W_ih:
 //   dw_ih[g0:g0+cols] = Σ dGᵀ x     dx (+)= dG · W_ih[g0:g0+cols]
 // dG: (steps, B, ·) step layout with row stride ldg; rows of inactive
-// (step, sequence) pairs must be zero. dx must be zeroed by the caller when
-// the schedule is not the identity (padded positions get no gradient).
+// (step, sequence) pairs must be zero. Every (time, sequence) pair a step
+// visits is written; the caller zeroes dx when lengths leave padding.
 template <typename S>
 void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sch, const S* dG,
                     Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx) {
@@ -107,7 +107,7 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
     }
     std::fill_n(dw, cols * I, S(0));
     const Index chunk = chunk_steps(B);
-    std::vector<S> xbuf, dxbuf;
+    Buffer<S> xbuf, dxbuf;
     for (Index s0 = 0; s0 < steps; s0 += chunk) {
         const Index s1 = std::min(steps, s0 + chunk), rows = (s1 - s0) * B;
         const S* g = dG + s0 * B * ldg;
