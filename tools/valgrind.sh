@@ -23,9 +23,11 @@ select="${1:-not huge and not allocation and not overflow}"
 py="$(python -c 'import sys; print(sys.executable)')"    # the interpreter itself, not a shim
 cd "$pkg"
 # PYTHONMALLOC=malloc: CPython's small-object allocator confuses memcheck.
-# Two kernel threads keep the OpenMP paths in the run; valgrind serialises them.
-PYTHONMALLOC=malloc PYTHONPATH="$PWD" OMP_NUM_THREADS=2 \
-valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
+# Two kernel threads keep the OpenMP paths in the run; valgrind serialises them,
+# so idle OpenMP threads sleep (passive) instead of spinning through their turns,
+# and --fair-sched lets the spin-waits inside Eigen's parallel GEMM hand over.
+PYTHONMALLOC=malloc PYTHONPATH="$PWD" OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive \
+valgrind --tool=memcheck --fair-sched=yes --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=none --track-origins=yes --num-callers=40 --log-file="../../$log" \
     "$py" -m pytest -p no:cacheprovider -q -x "$tests/test_kernels.py" \
     "$tests/test_bad_inputs.py" "$tests/test_numerics.py" "$tests/test_threads.py" \
