@@ -25,6 +25,8 @@ does. mpi4py is imported at the first call that needs it, never by `import fastr
 
 import os
 import sys
+import time
+import traceback
 
 import numpy as np
 
@@ -101,11 +103,18 @@ def abort_on_error(comm=None):
     previous, rank, size = sys.excepthook, comm.Get_rank(), comm.Get_size()
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
-        sys.stderr.write(f"fastrnn.distributed: uncaught {kind.__name__} on rank {rank} of "
-                         f"{size}; calling MPI_Abort so the other ranks do not wait forever\n")
+        text = ""
+        if previous is sys.__excepthook__:
+            text = "".join(traceback.format_exception(kind, value, tb))
+        else:
+            previous(kind, value, tb)
+        # One write, then a short pause: mpiexec relays each rank's stderr through a pipe,
+        # and the abort can end the relay before later pieces of a traceback get through.
+        sys.stderr.write(text + f"fastrnn.distributed: uncaught {kind.__name__} on rank {rank} "
+                         f"of {size}; calling MPI_Abort so the other ranks do not wait forever\n")
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(0.2)
         comm.Abort(1)
 
     hook._fastrnn_abort = True
