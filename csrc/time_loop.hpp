@@ -9,9 +9,10 @@
 //  - by hidden units (too few rows to split): each thread computes its
 //    units' columns of every gate, then their elementwise pass; a product
 //    that reads all units of the phase before it waits at a barrier.
-// Either way every product element is the same sum in the same order; the
-// elementwise passes may round differently at a unit split's edges, so
-// results agree across thread counts to round-off (docs/numerics.md).
+// Neither split divides a sum, but results still agree across thread counts
+// only to round-off (docs/numerics.md): a row split regroups rows into the
+// micro-kernel's blocks (short blocks sum k in interleaved partial sums), and
+// a unit split moves elementwise passes' SIMD/scalar edges.
 #pragma once
 
 #include "projection.hpp"
