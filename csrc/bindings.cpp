@@ -124,14 +124,11 @@ Weights<S> weights(const Dims& d, Index G, const Arr<S>& w_ih, const Arr<S>& w_h
     return {w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data()};
 }
 
-// Output sequence and dx: zeros where padding is never written.
+// A (T, B, n) sequence the kernels write (out, dx): zeros when lengths leave
+// padding they never write, else left uninitialised.
 template <typename S>
-Arr<S> output(const Dims& d, const std::int64_t* lengths) {
-    return lengths ? zeros<S>("out", {d.T, d.B, d.H}) : empty<S>("out", {d.T, d.B, d.H});
-}
-template <typename S>
-Arr<S> input_grad(const Dims& d, const std::int64_t* lengths) {
-    return lengths ? zeros<S>("dx", {d.T, d.B, d.I}) : empty<S>("dx", {d.T, d.B, d.I});
+Arr<S> sequence(const char* name, const Dims& d, Index n, const std::int64_t* lengths) {
+    return lengths ? zeros<S>(name, {d.T, d.B, n}) : empty<S>(name, {d.T, d.B, n});
 }
 
 template <typename S>
@@ -147,7 +144,7 @@ py::tuple lstm_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     check_shape(h0, {d.B, d.H}, "h0");
     check_shape(c0, {d.B, d.H}, "c0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H}), c_n = empty<S>("c_n", {d.B, d.H});
+    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H}), c_n = empty<S>("c_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), cs = py::none();
     LSTMCache<S> cache;
     if (training) {
@@ -183,7 +180,7 @@ py::tuple lstm_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh,
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
     check_shape(d_c_n, {d.B, d.H}, "d_c_n");
-    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
+    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
            dw_ih = empty<S>("dw_ih", {4 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {4 * d.H, d.H}), db = empty<S>("db", {4 * d.H});
     py::object dpeep = py::none();
     LSTMGradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
@@ -210,7 +207,7 @@ py::tuple gru_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const Weights<S> w = weights(d, 3, w_ih, w_hh, b_ih, b_hh);
     check_shape(h0, {d.B, d.H}, "h0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H});
+    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), hn = py::none();
     GRUCache<S> cache;
     if (training) {
@@ -246,8 +243,9 @@ py::tuple gru_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     if (hn) check_shape(*hn, {d.T, d.B, d.H}, "hn");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}),
-           dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}), db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
+    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
+           dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}),
+           db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
     GRUCache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()),
                       hn ? const_cast<S*>(hn->data()) : nullptr};
     GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
@@ -267,7 +265,7 @@ py::tuple rnn_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const Weights<S> w = weights(d, 1, w_ih, w_hh, b_ih, b_hh);
     check_shape(h0, {d.B, d.H}, "h0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = output<S>(d, len), h_n = empty<S>("h_n", {d.B, d.H});
+    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object hs = py::none();
     S* hs_ptr = nullptr;
     if (training) {
@@ -292,8 +290,9 @@ py::tuple rnn_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = input_grad<S>(d, len), dh0 = empty<S>("dh0", {d.B, d.H}), dw_ih = empty<S>("dw_ih", {d.H, d.I}),
-           dw_hh = empty<S>("dw_hh", {d.H, d.H}), db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
+    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
+           dw_ih = empty<S>("dw_ih", {d.H, d.I}), dw_hh = empty<S>("dw_hh", {d.H, d.H}),
+           db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
     GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
                   dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
     {

@@ -13,8 +13,9 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from test_kernels import IDS, VARIANTS, assert_match, lengths_for, make_case, run
 
-# (T, B, I, H). B = 40 with H = 53 makes a step large enough for the
-# unit-split threading; I + H = 72 keeps the float32 bound of test_kernels.py.
+# (T, B, I, H). B = 40 with H = 53 makes a step large enough for a thread
+# team (csrc/time_loop.hpp; 40 rows: split by rows); I + H = 72 keeps the
+# float32 bound of test_kernels.py.
 SHAPES = [(5, 13, 7, 37), (8, 40, 19, 53)]
 
 
