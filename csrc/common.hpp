@@ -28,25 +28,25 @@ using ArrMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
 template <typename S>
 using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 
+// Large kernel buffers come from a per-thread cache of freed blocks
+// (block_cache.cpp): a fresh block past malloc's mmap threshold page-faults on
+// every 4 KiB at first touch, on every call. Blocks are 64-byte aligned.
+void* allocate_block(std::size_t bytes);
+void free_block(void* p, std::size_t bytes) noexcept;
+
 // Cache-line-aligned, uninitialising allocator: buffers that threads write in disjoint
 // column ranges must not share a line at the range boundaries.
 template <typename T>
 struct LineAligned {
     using value_type = T;
-    static constexpr std::size_t kAlign = 64;
     LineAligned() = default;
     template <typename U>
     LineAligned(const LineAligned<U>&) {}
-    T* allocate(std::size_t n) {
-        // nothrow + our own throw: sanitizers then report a failed allocation
-        // as null (allocator_may_return_null) and the bad_alloc path is tested.
-        if (void* p = ::operator new(n * sizeof(T), std::align_val_t(kAlign), std::nothrow))
-            return static_cast<T*>(p);
-        throw std::bad_alloc();
-    }
-    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlign)); }
+    T* allocate(std::size_t n) { return static_cast<T*>(allocate_block(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t n) { free_block(p, n * sizeof(T)); }
     // Default-initialise: a Buffer of n floats is not zero-filled (a memset
-    // of every cache per call), so kernels must write before they read.
+    // of every cache per call) and may hold an earlier call's values, so
+    // kernels must write before they read (test_threads.py checks).
     template <typename U>
     void construct(U* p) noexcept {
         ::new (static_cast<void*>(p)) U;

@@ -42,12 +42,11 @@ public:
         for (Index g = 0; g < G; ++g)
             for (Index j = 0; j < per_group_; ++j) {
                 S* p = data_.data() + (g * per_group_ + j) * K * NR;
-                const Index cols = std::min<Index>(NR, H - j * NR);
-                for (Index c = 0; c < cols; ++c) {
-                    const Index n = g * H + j * NR + c;
-                    for (Index k = 0; k < K; ++k) p[k * NR + c] = transpose ? src[k * ld + n] : src[n * ld + k];
-                }
-                for (Index k = 0; k < K; ++k) std::fill(p + k * NR + cols, p + k * NR + NR, S(0));  // padding
+                const Index n = g * H + j * NR, cols = std::min<Index>(NR, H - j * NR);
+                if (transpose)
+                    pack_columns(src + n, ld, cols, K, p);
+                else
+                    pack_rows(src + n * ld, ld, cols, K, p);
             }
     }
 
@@ -60,6 +59,35 @@ public:
     Index width(Index p) const { return std::min<Index>(NR, H_ - (p % per_group_) * NR); }
 
 private:
+    // p[k·NR + c] = rows[c·ld + k], zero for c ≥ cols. Full panels transpose
+    // L×L blocks in registers: packing is all a one-step call does besides
+    // its few flops, and element-wise it was most of such a call.
+    static void pack_rows(const S* rows, Index ld, Index cols, Index K, S* p) {
+        using namespace Eigen::internal;
+        using P = typename PacketInfo<S>::P;
+        constexpr int L = PacketInfo<S>::L;
+        Index k = 0;
+        if (cols == NR)
+            for (; k + L <= K; k += L)
+                for (int h = 0; h < 2; ++h) {
+                    PacketBlock<P, L> b;
+                    for (int r = 0; r < L; ++r) b.packet[r] = ploadu<P>(rows + (h * L + r) * ld + k);
+                    ptranspose(b);
+                    for (int r = 0; r < L; ++r) pstoreu(p + (k + r) * NR + h * L, b.packet[r]);
+                }
+        for (; k < K; ++k)
+            for (Index c = 0; c < NR; ++c) p[k * NR + c] = c < cols ? rows[c * ld + k] : S(0);
+    }
+
+    // p[k·NR + c] = src[k·ld + c], zero for c ≥ cols: rows of the panel are
+    // contiguous in the source.
+    static void pack_columns(const S* src, Index ld, Index cols, Index K, S* p) {
+        for (Index k = 0; k < K; ++k) {
+            std::copy_n(src + k * ld, cols, p + k * NR);
+            std::fill(p + k * NR + cols, p + k * NR + NR, S(0));
+        }
+    }
+
     Index G_ = 0, H_ = 0, K_ = 0, per_group_ = 0;
     Buffer<S> data_;  // line-aligned for packet loads
 };

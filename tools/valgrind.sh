@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 build=build/valgrind
 pkg=build/valgrind-pkg
 log=build/valgrind.log
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTRNN_BLOCK_CACHE=OFF \
       -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" \
       -DCMAKE_PREFIX_PATH="$(python -m cmeel cmake 2>/dev/null)" > /dev/null
 cmake --build "$build" -j 2
