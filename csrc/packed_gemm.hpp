@@ -70,7 +70,12 @@ private:
         if (cols == NR)
             for (; k + L <= K; k += L)
                 for (int h = 0; h < 2; ++h) {
+// GCC drops a vector type's alignment attribute in a template argument and
+// says so; Eigen silences the same warning inside its own headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
                     PacketBlock<P, L> b;
+#pragma GCC diagnostic pop
                     for (int r = 0; r < L; ++r) b.packet[r] = ploadu<P>(rows + (h * L + r) * ld + k);
                     ptranspose(b);
                     for (int r = 0; r < L; ++r) pstoreu(p + (k + r) * NR + h * L, b.packet[r]);
