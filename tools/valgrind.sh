@@ -26,12 +26,14 @@ cd "$pkg"
 # Two kernel threads keep the OpenMP paths in the run; valgrind serialises them,
 # so idle OpenMP threads sleep (passive) instead of spinning through their turns,
 # and --fair-sched lets the spin-waits inside Eigen's parallel GEMM hand over.
+# The stale-buffer test is left out: it checks the block cache, which this build
+# turns off, and memcheck flags any read of unwritten memory itself.
 PYTHONMALLOC=malloc PYTHONPATH="$PWD" OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive \
 valgrind --tool=memcheck --fair-sched=yes --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=none --track-origins=yes --num-callers=40 --log-file="../../$log" \
     "$py" -m pytest -p no:cacheprovider -q -x "$tests/test_kernels.py" \
     "$tests/test_bad_inputs.py" "$tests/test_numerics.py" "$tests/test_threads.py" \
     -k "$select and (1x3x2x5 or 9x7x13x17 or not float64_matches) and not long_sequence \
-        and not release_the_gil and not layer_ and not thread_counts"
+        and not release_the_gil and not layer_ and not thread_counts and not stale_buffers"
 cd ../..
 python tools/valgrind_report.py "$log"
