@@ -14,7 +14,6 @@ namespace fastrnn {
 
 namespace {
 
-constexpr std::align_val_t kAlign{64};
 constexpr int kMinClass = 14;                        // 16 KiB
 constexpr int kMaxClass = 23;                        // 8 MiB
 constexpr std::size_t kMaxCached = std::size_t(32) << 20;
@@ -22,7 +21,7 @@ constexpr std::size_t kMaxCached = std::size_t(32) << 20;
 void* new_block(std::size_t bytes) {
     // nothrow + our own throw: sanitizers then report a failed allocation as
     // null (allocator_may_return_null) and the bad_alloc path is tested.
-    if (void* p = ::operator new(bytes, kAlign, std::nothrow)) return p;
+    if (void* p = ::operator new(bytes, kLineAlign, std::nothrow)) return p;
     throw std::bad_alloc();
 }
 
@@ -38,7 +37,7 @@ class BlockCache {
 public:
     ~BlockCache() {
         for (auto& list : free_)
-            for (void* p : list) ::operator delete(p, kAlign);
+            for (void* p : list) ::operator delete(p, kLineAlign);
     }
     void* take(int c) {
         auto& list = free_[c - kMinClass];
@@ -50,7 +49,7 @@ public:
     }
     void give(void* p, int c) {
         const std::size_t bytes = std::size_t(1) << c;
-        if (cached_ + bytes > kMaxCached) return ::operator delete(p, kAlign);
+        if (cached_ + bytes > kMaxCached) return ::operator delete(p, kLineAlign);
         free_[c - kMinClass].push_back(p);  // may throw: the block is then freed by the caller
         cached_ += bytes;
     }
@@ -81,12 +80,12 @@ void free_block(void* p, std::size_t bytes) noexcept {
         try {
             cache.give(p, c);
         } catch (...) {
-            ::operator delete(p, kAlign);
+            ::operator delete(p, kLineAlign);
         }
         return;
     }
 #endif
-    ::operator delete(p, kAlign);
+    ::operator delete(p, kLineAlign);
 }
 
 }  // namespace fastrnn

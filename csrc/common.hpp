@@ -31,6 +31,7 @@ using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 // Large kernel buffers come from a per-thread cache of freed blocks
 // (block_cache.cpp): a fresh block past malloc's mmap threshold page-faults on
 // every 4 KiB at first touch, on every call. Blocks are 64-byte aligned.
+constexpr std::align_val_t kLineAlign{64};
 void* allocate_block(std::size_t bytes);
 void free_block(void* p, std::size_t bytes) noexcept;
 
