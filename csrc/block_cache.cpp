@@ -25,11 +25,12 @@ void* new_block(std::size_t bytes) {
     throw std::bad_alloc();
 }
 
-// Size class of a request: ceil(log2(bytes)); outside [kMinClass, kMaxClass]
-// the block bypasses the cache.
-int size_class(std::size_t bytes) {
-    int c = 0;
-    while ((std::size_t(1) << c) < bytes && c < 63) ++c;
+// Size class of a request, ceil(log2(bytes)), or -1 when the block bypasses
+// the cache (outside [kMinClass, kMaxClass]).
+int cached_class(std::size_t bytes) {
+    if (bytes <= (std::size_t(1) << (kMinClass - 1)) || bytes > (std::size_t(1) << kMaxClass)) return -1;
+    int c = kMinClass;
+    while ((std::size_t(1) << c) < bytes) ++c;
     return c;
 }
 
@@ -67,16 +68,14 @@ thread_local BlockCache cache;
 
 void* allocate_block(std::size_t bytes) {
 #ifndef FASTRNN_NO_BLOCK_CACHE
-    const int c = size_class(bytes);
-    if (bytes > 0 && c >= kMinClass && c <= kMaxClass) return cache.take(c);
+    if (const int c = cached_class(bytes); c >= 0) return cache.take(c);
 #endif
     return new_block(bytes);
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
 #ifndef FASTRNN_NO_BLOCK_CACHE
-    const int c = size_class(bytes);
-    if (bytes > 0 && c >= kMinClass && c <= kMaxClass) {
+    if (const int c = cached_class(bytes); c >= 0) {
         try {
             cache.give(p, c);
         } catch (...) {
