@@ -26,12 +26,17 @@ void* new_block(std::size_t bytes) {
 }
 
 // Size class of a request, ceil(log2(bytes)), or -1 when the block bypasses
-// the cache (outside [kMinClass, kMaxClass]).
+// the cache (outside [kMinClass, kMaxClass], or the cache is built out).
 int cached_class(std::size_t bytes) {
+#ifdef FASTRNN_NO_BLOCK_CACHE
+    (void)bytes;
+    return -1;
+#else
     if (bytes <= (std::size_t(1) << (kMinClass - 1)) || bytes > (std::size_t(1) << kMaxClass)) return -1;
     int c = kMinClass;
     while ((std::size_t(1) << c) < bytes) ++c;
     return c;
+#endif
 }
 
 class BlockCache {
@@ -60,21 +65,16 @@ private:
     std::size_t cached_ = 0;
 };
 
-#ifndef FASTRNN_NO_BLOCK_CACHE
-thread_local BlockCache cache;
-#endif
+thread_local BlockCache cache;  // constructed on a thread's first cached request
 
 }  // namespace
 
 void* allocate_block(std::size_t bytes) {
-#ifndef FASTRNN_NO_BLOCK_CACHE
     if (const int c = cached_class(bytes); c >= 0) return cache.take(c);
-#endif
     return new_block(bytes);
 }
 
 void free_block(void* p, std::size_t bytes) noexcept {
-#ifndef FASTRNN_NO_BLOCK_CACHE
     if (const int c = cached_class(bytes); c >= 0) {
         try {
             cache.give(p, c);
@@ -83,7 +83,6 @@ void free_block(void* p, std::size_t bytes) noexcept {
         }
         return;
     }
-#endif
     ::operator delete(p, kLineAlign);
 }
 
