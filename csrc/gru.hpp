@@ -160,7 +160,7 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
         } else {
             for (Index r = p.r0; r < re; ++r) common(r);
             zero_rows(dGs, re, p.r1, GH, 3, H, u, len);
-            p.sync();  // W_hn's product reads every unit of dan
+            p.sync();  // W_hn's product reads every unit of dG's n part
             packed_gemm_units(dGs + 2 * H + p.r0 * GH, GH, m, wt_n, p.j0, p.j1, dq.data() + p.r0 * H, H, false);
             for (Index r = p.r0; r < re; ++r) {
                 ConstArrMap<S> rg(cache.gates + (s * B + r) * GH + u, len), h(hp + r * H + u, len),
@@ -168,7 +168,7 @@ void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule
                 ArrMap<S>(dGs + r * GH + u, len) = dqv * h * Sigmoid::df(rg);
                 ArrMap<S>(dh.data() + r * H + u, len) += dqv * rg;
             }
-            p.sync();  // the product reads every unit of dar
+            p.sync();  // the product reads every unit of dG's r and z parts
             packed_gemm_units(dGs + p.r0 * GH, GH, m, wt_rz_or_all, p.j0, p.j1, dh.data() + p.r0 * H, H, true);
         }
     });
