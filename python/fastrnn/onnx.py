@@ -122,9 +122,9 @@ def export(layer, path=None, *, opset=None, dynamic_axes=True, states=False, len
     symbolic; a dict such as {"B": 1} fixes those given. `path`: also written there.
     An option no ONNX node expresses raises ValueError naming it.
     """
+    _check_exportable(layer)
     onnx = _onnx()
     helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
-    _check_exportable(layer)
     if opset is None:
         opset = _DEFAULT_OPSET
     latest = onnx.defs.onnx_opset_version()
