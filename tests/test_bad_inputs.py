@@ -620,3 +620,34 @@ def test_set_num_threads_rejects(n, exc, match):
     with pytest.raises(exc, match=match):
         fastrnn.set_num_threads(n)
     assert fastrnn.get_num_threads() == before
+
+
+# -- ONNX (fastrnn.onnx imports onnx only inside its functions) ------------------------------
+
+def _seq_layers(batch_first=False):
+    return [GRU(I, H, batch_first=batch_first)]
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda fo: fo.export(3), TypeError, r"layer must be a fastrnn LSTM, GRU or SimpleRNN, got int"),
+    (lambda fo: fo.export(LSTM(I, H), opset=2), ValueError, r"opset must be an int in \[14, "),
+    (lambda fo: fo.export(LSTM(I, H), opset=True), ValueError, r"opset must be an int"),
+    (lambda fo: fo.export(LSTM(I, H), dynamic_axes="yes"), ValueError, r"dynamic_axes must be True"),
+    (lambda fo: fo.export(LSTM(I, H), dynamic_axes={"T": -1}), ValueError, r"dynamic_axes\['T'\] must be a positive int"),
+    (lambda fo: fo.from_onnx(3), TypeError, r"model_or_path must be an onnx.ModelProto or a path"),
+    (lambda fo: fo.from_onnx(b"raw"), TypeError, r"model_or_path must be .*got bytes"),
+    (lambda fo: fo.Sequential([]), TypeError, r"layers must be a non-empty list"),
+    (lambda fo: fo.Sequential(["lstm"]), TypeError, r"layers must be a non-empty list of fastrnn"),
+    (lambda fo: fo.Sequential(_seq_layers(True)), ValueError, r"must have batch_first=False"),
+    (lambda fo: fo.Sequential(_seq_layers(), reverse=[True, False]), ValueError, r"reverse must have one flag per layer \(1\), got 2"),
+    (lambda fo: fo.Sequential(_seq_layers())([[1.0]]), TypeError, r"x must be a numpy.ndarray \(T, B, I\), got list"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, I), F32)), ValueError, r"x must be a rank-3 numpy.ndarray"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), F32), np.zeros((1, B, H), F32)), TypeError, r"hx must be None or a list of 1 states"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), F32), lengths=[1, 2]), ValueError, r"lengths must have shape \(3,\)"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), np.float64)), TypeError, r"x must have dtype float32"),
+])
+def test_onnx_entry_points_reject(call, exc, match):
+    pytest.importorskip("onnx")
+    import fastrnn.onnx as fo
+    with pytest.raises(exc, match=match):
+        call(fo)

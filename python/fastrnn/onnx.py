@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from ._checks import check_lengths
 from .layers import GRU, LSTM, SimpleRNN
 
 __all__ = ["export", "from_onnx", "Sequential"]
@@ -272,17 +273,21 @@ class Sequential:
                 f"batch_first={self.batch_first})")
 
     def __call__(self, x, hx=None, lengths=None):
-        if not isinstance(x, np.ndarray) or x.ndim != 3:
-            raise TypeError(f"x must be a rank-3 numpy.ndarray, got "
-                            f"{getattr(x, 'shape', type(x).__name__)}")
+        order = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray {order}, got {type(x).__name__}")
+        if x.ndim != 3:
+            raise ValueError(f"x must be a rank-3 numpy.ndarray {order}, got shape {x.shape}")
         n = len(self.layers)
         if hx is None:
             hx = [None] * n
         if not isinstance(hx, (list, tuple)) or len(hx) != n:
             raise TypeError(f"hx must be None or a list of {n} states (one per layer), got "
-                            f"{type(hx).__name__}")
+                            f"{type(hx).__name__}" + (f" of {len(hx)}" if isinstance(
+                                hx, (list, tuple)) else ""))
         y = x.transpose(1, 0, 2) if self.batch_first else x
         T, B = y.shape[:2]
+        lengths = check_lengths(lengths, T, B)
         flip = None
         states = []
         for layer, rev, h in zip(self.layers, self.reverse, hx):
@@ -301,7 +306,7 @@ class Sequential:
 def _flip_index(T, B, lengths):
     """(T, B, 1) time index reversing each sequence's first lengths[b] steps."""
     t = np.arange(T)[:, None]
-    n = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
+    n = np.full(B, T) if lengths is None else lengths
     return np.where(t < n, n - 1 - t, t)[:, :, None]
 
 
