@@ -436,3 +436,29 @@ def test_torch_to_fastrnn_to_onnx_agrees_with_torch(kind):
     h = h[0] if isinstance(h, tuple) else h
     np.testing.assert_allclose(y, out.numpy(), rtol=0, atol=ATOL)
     np.testing.assert_allclose(hn, h.numpy(), rtol=0, atol=ATOL)
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore")          # the legacy exporter's deprecation notes
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_pytorch_exported_graph_imports_as_the_torch_module(kind, batch_first):
+    # A third party's graph: PyTorch's TorchScript exporter writes Transpose/Reshape glue,
+    # initial states expanded from zeros and (batch_first) transposes around the chain.
+    torch = pytest.importorskip("torch")
+    import io
+    torch.manual_seed(1)
+    module = getattr(torch.nn, kind)(I, H, num_layers=2, bidirectional=True,
+                                     batch_first=batch_first).eval()
+    x = torch.randn((B, T, I) if batch_first else (T, B, I))
+    buf = io.BytesIO()
+    torch.onnx.export(module, (x,), buf, dynamo=False)
+    layer = from_onnx(onnx.load_from_string(buf.getvalue()))
+    assert type(layer) is {"LSTM": LSTM, "GRU": GRU, "RNN": SimpleRNN}[kind]
+    assert layer.batch_first == batch_first and layer.num_layers == 2
+    out, hn = layer(x.numpy())
+    with torch.no_grad():
+        want, h = module(x)
+    h = h[0] if isinstance(h, tuple) else h
+    np.testing.assert_allclose(out, want.numpy(), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(state_tuple(hn)[0], h.numpy(), rtol=0, atol=ATOL)
