@@ -186,17 +186,13 @@ def onnx_node_model(op, direction="forward", bias=True, peephole=False, lengths=
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def run_imported(layer, x, feed):
-    """The imported layer called on ONNX-layout inputs; returns out and the state rows."""
-    lens = feed.get("lens")
-    state = [feed.get("initial_h"), feed.get("initial_c")]
-    state = state[:2] if isinstance(layer, LSTM) or (isinstance(layer, Sequential) and isinstance(layer.layers[0], LSTM)) else state[:1]
+def run_imported(layer, feed, lstm):
+    """The imported layer called with the ORT feed's x, initial state and lengths."""
+    state = (feed.get("initial_h"), feed.get("initial_c")) if lstm else feed.get("initial_h")
     if isinstance(layer, Sequential):
-        hx = [None if all(s is None for s in state) else (tuple(state) if len(state) == 2 else state[0])]
-        out, states = layer(x, hx, lengths=lens)
+        out, states = layer(feed["x"], [state], lengths=feed.get("lens"))
         return out, state_tuple(states[0])
-    hx = tuple(state) if len(state) == 2 else state[0]
-    out, hn = layer(x, hx, lengths=lens)
+    out, hn = layer(feed["x"], state, lengths=feed.get("lens"))
     return out, state_tuple(hn)
 
 
@@ -235,7 +231,7 @@ def test_imported_spec_node_gives_onnxruntime_y_and_y_h(op, kw, direction, with_
             continue
         feed[s] = rng.standard_normal((D, B, H)).astype(np.float32)
     y, *states = session(model).run(None, feed)
-    out, got_states = run_imported(layer, x, feed)
+    out, got_states = run_imported(layer, feed, op == "LSTM")
     np.testing.assert_allclose(out, y.transpose(0, 2, 1, 3).reshape(T, B, D * H), rtol=0, atol=ATOL)
     for g, w in zip(got_states, states):
         np.testing.assert_allclose(g, w, rtol=0, atol=ATOL)
@@ -248,15 +244,15 @@ def test_imported_layout_1_node_is_batch_first(op):
     kw = {"peephole": True} if op == "LSTM" else {}
     layer = from_onnx(onnx_node_model(op, "bidirectional", layout=1, lengths=True, **kw))
     assert layer.batch_first
+    x = np.random.default_rng(2).standard_normal((T, B, I)).astype(np.float32)
     y, *states = session(onnx_node_model(op, "bidirectional", lengths=True, **kw)).run(
-        None, {"x": (x := np.random.default_rng(2).standard_normal((T, B, I)).astype(np.float32)),
-               "lens": LENGTHS.astype(np.int32)})
+        None, {"x": x, "lens": LENGTHS.astype(np.int32)})
     out, hn = layer(np.ascontiguousarray(x.transpose(1, 0, 2)), lengths=LENGTHS)
     np.testing.assert_allclose(out, y.transpose(2, 0, 1, 3).reshape(B, T, 2 * H), rtol=0, atol=ATOL)
     np.testing.assert_allclose(state_tuple(hn)[0], states[0], rtol=0, atol=ATOL)
 
 
-def chain_model(specs, glue_bidirectional="reshape"):
+def chain_model(specs):
     """Nodes built by hand, node k reading node k-1's Y: (op, H_k, direction) per node."""
     rng = np.random.default_rng(7)
     nodes, inits, x, in_size = [], [], "x", I
@@ -411,7 +407,9 @@ def test_from_onnx_rejects_other_objects_and_reads_paths(tmp_path):
 def test_fastrnn_onnx_fastrnn_is_exact(cell, L, bidirectional, batch_first, bias):
     cls, opts = CELLS[cell]
     layer = cls(I, H, L, bias=bias, batch_first=batch_first, bidirectional=bidirectional, seed=4, **opts)
+    before = layer.state_dict()
     back = from_onnx(export(layer, states=True, lengths=True))
+    assert all(np.array_equal(before[k], v) for k, v in layer.params.items())   # unmodified
     assert type(back) is cls and repr(back) == repr(layer) and not back.training
     assert list(back.params) == list(layer.params)
     for k, v in layer.params.items():

@@ -137,7 +137,7 @@ def export(layer, path=None, *, opset=None, dynamic_axes=True, states=False, len
     states, lengths = bool(states), bool(lengths)
 
     op = _OPS[type(layer)]
-    L, D, H, G = layer.num_layers, layer.num_directions, layer.hidden_size, _GATES[op]
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
     elem = TP.DOUBLE if layer.dtype == np.float64 else TP.FLOAT
     lstm = op == "LSTM"
     T_, B_ = dims["T"], dims["B"]
