@@ -460,3 +460,22 @@ def test_pytorch_exported_graph_imports_as_the_torch_module(kind, batch_first):
     h = h[0] if isinstance(h, tuple) else h
     np.testing.assert_allclose(out, want.numpy(), rtol=0, atol=ATOL)
     np.testing.assert_allclose(state_tuple(hn)[0], h.numpy(), rtol=0, atol=ATOL)
+
+
+def test_hidden_size_may_be_absent_and_weights_may_be_constant_nodes():
+    # Both are legal ONNX: hidden_size is optional (R's shape gives it; ORT itself insists
+    # on it, so ORT runs the node before the edit), and weights may come from Constant nodes.
+    model = onnx_node_model("GRU", "bidirectional", linear_before_reset=1)
+    x = np.random.default_rng(4).standard_normal((T, B, I)).astype(np.float32)
+    y, yh = session(model).run(None, {"x": x})
+    graph = model.graph
+    node = graph.node[0]
+    keep = [a for a in node.attribute if a.name != "hidden_size"]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    w = next(i for i in graph.initializer if i.name == "W")
+    graph.initializer.remove(w)
+    graph.node.insert(0, helper.make_node("Constant", [], ["W"], value=w))
+    out, hn = from_onnx(model)(x)
+    np.testing.assert_allclose(out, y.transpose(0, 2, 1, 3).reshape(T, B, 2 * H), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(hn, yh, rtol=0, atol=ATOL)
