@@ -629,11 +629,12 @@ def _seq_layers(batch_first=False):
 
 
 @pytest.mark.parametrize("call, exc, match", [
-    (lambda fo: fo.export(3), TypeError, r"layer must be a fastrnn LSTM, GRU or SimpleRNN, got int"),
+    (lambda fo: fo.export(3), TypeError, r"layer must be a fastrnn LSTM, GRU, SimpleRNN or fastrnn.onnx.Sequential, got int"),
     (lambda fo: fo.export(LSTM(I, H), opset=2), ValueError, r"opset must be an int in \[14, "),
     (lambda fo: fo.export(LSTM(I, H), opset=True), ValueError, r"opset must be an int"),
     (lambda fo: fo.export(LSTM(I, H), dynamic_axes="yes"), ValueError, r"dynamic_axes must be True"),
     (lambda fo: fo.export(LSTM(I, H), dynamic_axes={"T": -1}), ValueError, r"dynamic_axes\['T'\] must be a positive int"),
+    (lambda fo: fo.export(fo.Sequential([GRU(I, H), GRU(H, H, dtype=np.float64)])), ValueError, r"different dtypes"),
     (lambda fo: fo.from_onnx(3), TypeError, r"model_or_path must be an onnx.ModelProto or a path"),
     (lambda fo: fo.from_onnx(b"raw"), TypeError, r"model_or_path must be .*got bytes"),
     (lambda fo: fo.Sequential([]), TypeError, r"layers must be a non-empty list"),

@@ -139,7 +139,7 @@ def test_export_refuses_unknown_parameters_and_other_objects():
     rnn.nonlinearity = "gelu"
     with pytest.raises(ValueError, match="nonlinearity='gelu'"):
         export(rnn)
-    with pytest.raises(TypeError, match="layer must be a fastrnn LSTM, GRU or SimpleRNN"):
+    with pytest.raises(TypeError, match="layer must be a fastrnn LSTM, GRU, SimpleRNN or fastrnn.onnx.Sequential, got object"):
         export(object())
 
 
@@ -479,3 +479,32 @@ def test_hidden_size_may_be_absent_and_weights_may_be_constant_nodes():
     out, hn = from_onnx(model)(x)
     np.testing.assert_allclose(out, y.transpose(0, 2, 1, 3).reshape(T, B, 2 * H), rtol=0, atol=ATOL)
     np.testing.assert_allclose(hn, yh, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_sequential_exports_and_round_trips(batch_first):
+    # What from_onnx returns for a reverse node or a mixed chain exports back: ORT on the
+    # exported graph equals the Sequential (states and lengths, one length 0), and importing
+    # the export gives the same stages and parameters.
+    seq = from_onnx(chain_model([("GRU", 5, "bidirectional"), ("LSTM", 3, "reverse"), ("RNN", 4, "forward")]))
+    seq.batch_first = batch_first
+    model = export(seq, states=True, lengths=True)
+    directions = [helper.get_attribute_value(a) for n in model.graph.node
+                  if n.op_type in ("GRU", "LSTM", "RNN") for a in n.attribute if a.name == "direction"]
+    assert directions == [b"bidirectional", b"reverse", b"forward"]
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+    lens = np.array([5, 0, 2])
+    h = [rng.standard_normal((2, B, 5)).astype(np.float32),
+         (rng.standard_normal((1, B, 3)).astype(np.float32), rng.standard_normal((1, B, 3)).astype(np.float32)),
+         rng.standard_normal((1, B, 4)).astype(np.float32)]
+    feed = {"x": x, "lengths": lens.astype(np.int32), "h0_0": h[0], "h0_1": h[1][0], "c0_1": h[1][1], "h0_2": h[2]}
+    y, *finals = session(model).run(None, feed)
+    out, states = seq(x, h, lengths=lens)
+    assert [o.name for o in model.graph.output] == ["y", "h_n_0", "h_n_1", "c_n_1", "h_n_2"]
+    for g, w in zip([y] + finals, [out, states[0], *states[1], states[2]]):
+        np.testing.assert_allclose(g, w, rtol=0, atol=ATOL)
+    back = from_onnx(model)
+    assert isinstance(back, Sequential) and back.reverse == seq.reverse and back.batch_first == batch_first
+    for a, b in zip(back.layers, seq.layers):
+        assert repr(a) == repr(b) and all(np.array_equal(a.params[k], v) for k, v in b.params.items())

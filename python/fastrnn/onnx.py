@@ -56,8 +56,8 @@ def _onnx():
 
 def _check_exportable(layer):
     if type(layer) not in _OPS:
-        raise TypeError(f"layer must be a fastrnn LSTM, GRU or SimpleRNN, got "
-                        f"{type(layer).__name__}")
+        raise TypeError(f"layer must be a fastrnn LSTM, GRU, SimpleRNN or "
+                        f"fastrnn.onnx.Sequential, got {type(layer).__name__}")
     for name, default in _UNEXPORTABLE.items():
         value = getattr(layer, name, default)
         if value != default:
@@ -118,12 +118,22 @@ def export(layer, path=None, *, opset=None, dynamic_axes=True, states=False, len
     also `lengths` (B,) int32 (fastrnn's `lengths`, ONNX `sequence_lens`). Outputs: `y` in
     the layer's layout ((T, B, D*H) / (B, T, D*H)), `h_n` (and `c_n`), (L*D, B, H).
     The element type is the layer's dtype (ONNX Runtime's CPU nodes run float32 only).
+    A `Sequential` exports too, its states per layer j as `h0_j`/`c0_j` and `h_n_j`/`c_n_j`.
 
     opset: the ai.onnx opset (default 17, at least 14). dynamic_axes: True leaves T and B
     symbolic; a dict such as {"B": 1} fixes those given. `path`: also written there.
     An option no ONNX node expresses raises ValueError naming it.
     """
-    _check_exportable(layer)
+    if isinstance(layer, Sequential):
+        parts = list(zip(layer.layers, layer.reverse, (f"_{j}" for j in range(len(layer.layers)))))
+        batch_first = layer.batch_first
+    else:
+        parts, batch_first = [(layer, False, "")], getattr(layer, "batch_first", False)
+    for part, _, _ in parts:
+        _check_exportable(part)
+    if len({part.dtype for part, _, _ in parts}) != 1:
+        raise ValueError("export: the layers of the Sequential have different dtypes; one ONNX "
+                         "graph chains them in one element type")
     onnx = _onnx()
     helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     if opset is None:
@@ -136,95 +146,94 @@ def export(layer, path=None, *, opset=None, dynamic_axes=True, states=False, len
     dims = _check_dynamic_axes(dynamic_axes)
     states, lengths = bool(states), bool(lengths)
 
-    op = _OPS[type(layer)]
-    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
-    elem = TP.DOUBLE if layer.dtype == np.float64 else TP.FLOAT
-    lstm = op == "LSTM"
+    elem = TP.DOUBLE if parts[0][0].dtype == np.float64 else TP.FLOAT
     T_, B_ = dims["T"], dims["B"]
-    seq = [B_, T_] if layer.batch_first else [T_, B_]
-    state_shape = [L * D, B_, H]
+    seq = [B_, T_] if batch_first else [T_, B_]
+    nodes, inits, inputs, outputs = [], [], [], []
 
-    nodes, inits, consts = [], [], set()
-
-    def const(name, values):
-        if name not in consts:
-            consts.add(name)
+    def const(values):
+        """An int64 initializer holding `values`, named by them (so written once)."""
+        name = "i64_" + "_".join(str(v) for v in values).replace("-", "m")
+        if name not in {i.name for i in inits}:
             inits.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
         return name
 
-    inputs = [helper.make_tensor_value_info("x", elem, seq + [layer.input_size])]
-    state_names = ["h0", "c0"] if lstm else ["h0"]
-    if states:
-        inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in state_names]
+    inputs.append(helper.make_tensor_value_info("x", elem, seq + [parts[0][0].input_size]))
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TP.INT32, [B_]))
-
     x = "x"
-    if layer.batch_first:           # ONNX Runtime refuses layout=1: transpose once each way
+    if batch_first:                 # ONNX Runtime refuses layout=1: transpose once each way
         nodes.append(helper.make_node("Transpose", ["x"], ["x_tbi"], perm=[1, 0, 2]))
         x = "x_tbi"
-    direction = "bidirectional" if D == 2 else "forward"
-    attrs = {"hidden_size": H, "direction": direction}
-    if op == "GRU":
-        attrs["linear_before_reset"] = int(layer.reset_after)
-    if op == "RNN":
-        attrs["activations"] = [layer.nonlinearity.capitalize()] * D
-    finals = [[] for _ in state_names]
     if states and lengths:
         # fastrnn's state after a length-0 sequence is its initial state; ONNX Runtime gives
         # zeros there (the ONNX spec leaves it open), so each h_n/c_n picks h0/c0 explicitly.
         inits.append(numpy_helper.from_array(np.zeros((), np.int32), "zero"))
         nodes += [helper.make_node("Equal", ["lengths", "zero"], ["empty"]),
-                  helper.make_node("Unsqueeze", ["empty", const("axes02", [0, 2])], ["empty_1b1"])]
-    for k in range(L):
-        W, R, B, P = _node_weights(layer, k, op)
-        names = [f"W_{k}", f"R_{k}"]
-        inits += [numpy_helper.from_array(W, names[0]), numpy_helper.from_array(R, names[1])]
-        if B is not None:
-            inits.append(numpy_helper.from_array(B, f"B_{k}"))
-        node_in = [x, *names, f"B_{k}" if B is not None else "",
-                   "lengths" if lengths else ""]
-        state_in = [""] * len(state_names)          # this node's rows of h0 (and c0)
+                  helper.make_node("Unsqueeze", ["empty", const([0, 2])], ["empty_1b1"])]
+    n, total = 0, sum(part.num_layers for part, _, _ in parts)
+    for part, reverse, sfx in parts:
+        op = _OPS[type(part)]
+        L, D, H = part.num_layers, part.num_directions, part.hidden_size
+        state_names = [f"{s}0{sfx}" for s in ("h", "c")[:len(part._states)]]
+        final_names = [f"{s}_n{sfx}" for s in ("h", "c")[:len(part._states)]]
+        state_shape = [L * D, B_, H]
         if states:
-            state_in = state_names if L == 1 else [f"{s}_{k}" for s in state_names]
-        if states and L > 1:
-            nodes += [helper.make_node("Slice", [s, const(f"start_{k}", [k * D]),
-                                                 const(f"end_{k}", [k * D + D]),
-                                                 const("axis0", [0])], [sliced])
-                      for s, sliced in zip(state_names, state_in)]
-        node_in += state_in
-        if P is not None:
-            inits.append(numpy_helper.from_array(P, f"P_{k}"))
-            node_in.append(f"P_{k}")
-        while node_in[-1] == "":
-            node_in.pop()
-        outs = [f"Y_{k}"] + [f"{s}_n_{k}" for s in ("h", "c")[:len(state_names)]]
-        nodes.append(helper.make_node(op, node_in, outs, name=f"{op.lower()}_{k}", **attrs))
-        for f, o, s0 in zip(finals, outs[1:], state_in):
-            if states and lengths:
-                nodes.append(helper.make_node("Where", ["empty_1b1", s0, o], [o + "_kept"]))
-                o += "_kept"
-            f.append(o)
-        # Y (T, D, B, H) -> (T, B, D*H), features [forward, backward]; the last layer's
-        # output goes straight to the layer's layout.
-        last = k == L - 1
-        out = "y" if last else f"x_{k + 1}"
-        if D == 1 and not (last and layer.batch_first):
-            nodes.append(helper.make_node("Squeeze", [f"Y_{k}", const("axis1", [1])], [out]))
-        else:
-            perm = [2, 0, 1, 3] if last and layer.batch_first else [0, 2, 1, 3]
-            nodes += [helper.make_node("Transpose", [f"Y_{k}"], [f"Yt_{k}"], perm=perm),
-                      helper.make_node("Reshape", [f"Yt_{k}", const("features", [0, 0, D * H])],
-                                       [out])]
-        x = out
-    for s, f in zip(("h_n", "c_n"), finals):
-        nodes.append(helper.make_node("Concat", f, [s], axis=0) if L > 1
-                     else helper.make_node("Identity", f, [s]))
+            inputs += [helper.make_tensor_value_info(s, elem, state_shape) for s in state_names]
+        outputs += [helper.make_tensor_value_info(s, elem, state_shape) for s in final_names]
+        attrs = {"hidden_size": H,
+                 "direction": "reverse" if reverse else ("bidirectional" if D == 2 else "forward")}
+        if op == "GRU":
+            attrs["linear_before_reset"] = int(part.reset_after)
+        if op == "RNN":
+            attrs["activations"] = [part.nonlinearity.capitalize()] * D
+        finals = [[] for _ in state_names]
+        for k in range(L):
+            W, R, B, P = _node_weights(part, k, op)
+            inits += [numpy_helper.from_array(W, f"W_{n}"), numpy_helper.from_array(R, f"R_{n}")]
+            if B is not None:
+                inits.append(numpy_helper.from_array(B, f"B_{n}"))
+            node_in = [x, f"W_{n}", f"R_{n}", f"B_{n}" if B is not None else "",
+                       "lengths" if lengths else ""]
+            state_in = [""] * len(state_names)          # this node's rows of h0 (and c0)
+            if states:
+                state_in = state_names if L == 1 else [f"{s}_{k}" for s in state_names]
+            if states and L > 1:
+                nodes += [helper.make_node("Slice", [s, const([k * D]), const([k * D + D]),
+                                                     const([0])], [sliced])
+                          for s, sliced in zip(state_names, state_in)]
+            node_in += state_in
+            if P is not None:
+                inits.append(numpy_helper.from_array(P, f"P_{n}"))
+                node_in.append(f"P_{n}")
+            while node_in[-1] == "":
+                node_in.pop()
+            outs = [f"Y_{n}"] + [f"{s}_{n}" for s in final_names]
+            nodes.append(helper.make_node(op, node_in, outs, name=f"{op.lower()}_{n}", **attrs))
+            for f, o, s0 in zip(finals, outs[1:], state_in):
+                if states and lengths:
+                    nodes.append(helper.make_node("Where", ["empty_1b1", s0, o], [o + "_kept"]))
+                    o += "_kept"
+                f.append(o)
+            # Y (T, D, B, H) -> (T, B, D*H), features [forward, backward]; the last node's
+            # output goes straight to the layout of x.
+            last = n == total - 1
+            out = "y" if last else f"x_{n + 1}"
+            if D == 1 and not (last and batch_first):
+                nodes.append(helper.make_node("Squeeze", [f"Y_{n}", const([1])], [out]))
+            else:
+                perm = [2, 0, 1, 3] if last and batch_first else [0, 2, 1, 3]
+                nodes += [helper.make_node("Transpose", [f"Y_{n}"], [f"Yt_{n}"], perm=perm),
+                          helper.make_node("Reshape", [f"Yt_{n}", const([0, 0, D * H])], [out])]
+            x, n = out, n + 1
+        for s, f in zip(final_names, finals):
+            nodes.append(helper.make_node("Concat", f, [s], axis=0) if L > 1
+                         else helper.make_node("Identity", f, [s]))
 
-    outputs = [helper.make_tensor_value_info("y", elem, seq + [D * H])]
-    outputs += [helper.make_tensor_value_info(s, elem, state_shape)
-                for s in ("h_n", "c_n")[:len(state_names)]]
-    graph = helper.make_graph(nodes, f"fastrnn_{op.lower()}", inputs, outputs, inits)
+    last = parts[-1][0]
+    outputs.insert(0, helper.make_tensor_value_info("y", elem, seq + [last.num_directions
+                                                                       * last.hidden_size]))
+    graph = helper.make_graph(nodes, "fastrnn", inputs, outputs, inits)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="fastrnn",
                               ir_version=helper.find_min_ir_version_for(opsets),
