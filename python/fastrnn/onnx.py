@@ -32,8 +32,8 @@ _PEEPHOLE = (0, 2, 1)             # [p_i, p_f, p_o] <-> [p_i, p_o, p_f], its own
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _OPS = {LSTM: "LSTM", GRU: "GRU", SimpleRNN: "RNN"}
 _DEFAULT_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh")}
-_DEFAULT_OPSET = 17               # any onnxruntime >= 1.13 runs it; layout needs >= 14
-_MIN_OPSET = 14
+_DEFAULT_OPSET = 17               # any onnxruntime >= 1.13 runs it
+_MIN_OPSET = 14                   # LSTM/GRU/RNN-14 (the current versions), Squeeze axes input
 
 # Options a layer may grow that no ONNX node expresses, with the value that exports: a layer
 # where getattr(layer, name, default) differs is refused, never written as a wrong file.
