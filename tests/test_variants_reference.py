@@ -485,3 +485,23 @@ def test_keras_go_backwards_is_reverse_with_outputs_in_processing_order(keras):
     out, h_n = reference_of("gru", "GRU", {}, layer, x, reverse=True)
     np.testing.assert_allclose(y, out[:, ::-1], **KERAS_TOL)
     np.testing.assert_allclose(h, h_n, **KERAS_TOL)
+
+
+# -- the mask draws the layer will use ----------------------------------------------------
+
+def test_mask_draws():
+    from fastrnn.masks import recurrent_dropout_mask, zoneout_mask
+    rng = np.random.default_rng(15)
+    m = recurrent_dropout_mask(rng, 0.25, 4, 50, 40, np.float64)
+    assert m.shape == (4, 50, 40) and set(np.unique(m)) == {0.0, 1 / 0.75}
+    # 8000 Bernoulli(0.75) draws: the kept fraction has std 0.005; 0.02 is 4 std
+    assert abs(np.mean(m > 0) - 0.75) < 0.02
+    assert np.all(recurrent_dropout_mask(rng, 0.0, 3, 2, 2) == 1)
+    z = zoneout_mask(rng, 0.1, 20, 10, 40)
+    assert z.shape == (20, 10, 40) and z.dtype == np.float32
+    assert set(np.unique(z)) == {0.0, 1.0} and abs(z.mean() - 0.1) < 0.02
+    assert not np.array_equal(z[0], z[1]), "a fresh mask per step"
+    with pytest.raises(ValueError, match=r"zoneout must lie in \[0, 1\)"):
+        zoneout_mask(rng, 1.0, 1, 1, 1)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        recurrent_dropout_mask(rng, 0.1, 1, 1, 1, np.int64)
