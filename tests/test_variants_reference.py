@@ -160,20 +160,74 @@ def test_layer_norm_lstm_matches_hand_written_step():
     """One step written from haste's equations with its own layer norm (B=2, H=3)."""
     p, kw = make_case("lstm_ln", np.random.default_rng(2), T=1, B=2, I=3, H=3)
 
-    def ln(v, g, b=0.0):
-        mu, var = v.mean(1, keepdims=True), v.var(1, keepdims=True)
-        return g * (v - mu) / np.sqrt(var + 1e-5) + b
-
     x, h, c = p["x"][0], p["h0"], p["c0"]
-    a = ln(x @ p["w_ih"].T, p["ln_gain"][0]) + ln(h @ p["w_hh"].T, p["ln_gain"][1]) \
+    a = _ln(x @ p["w_ih"].T, p["ln_gain"][0]) + _ln(h @ p["w_hh"].T, p["ln_gain"][1]) \
         + p["b_ih"] + p["b_hh"]
     s = lambda v: 1 / (1 + np.exp(-v))            # noqa: E731
     i, f, g, o = s(a[:, :3]), s(a[:, 3:6]), np.tanh(a[:, 6:9]), s(a[:, 9:])
     c2 = f * c + i * g
-    h2 = o * np.tanh(ln(c2, p["ln_cell"][0], p["ln_cell"][1]))
+    h2 = o * np.tanh(_ln(c2, p["ln_cell"][0], p["ln_cell"][1]))
     out, (h_n, c_n), _ = forward("lstm", p, **kw)
     np.testing.assert_allclose(h_n, h2, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(c_n, c2, rtol=1e-13, atol=1e-14)   # c itself is not normalised
+
+
+def _ln(v, g, b=0.0):
+    mu, var = v.mean(1, keepdims=True), v.var(1, keepdims=True)
+    return g * (v - mu) / np.sqrt(var + 1e-5) + b
+
+
+def _hsig(v):
+    return np.clip(v / 6 + 0.5, 0, 1)
+
+
+def test_every_lstm_option_in_one_hand_written_step():
+    """docs/variants.md's LSTM written out independently: per-gate recurrent masks, both
+    norms, softsign / hard_sigmoid, projection, zoneout of h and c (h from the un-zoned c')."""
+    p, kw = make_case("lstm_ln_proj_peephole_masks", np.random.default_rng(16), T=1, B=3,
+                      I=3, H=4, P=2)
+    p.pop("peephole")
+    kw.update(activation="softsign", recurrent_activation="hard_sigmoid")
+    H, m, zh, zc = 4, p["recurrent_mask"], p["zoneout_mask"][0], p["zoneout_mask_c"][0]
+    x, h, c = p["x"][0], p["h0"], p["c0"]
+    sh = np.concatenate([(h * m[k]) @ p["w_hh"][k * H:(k + 1) * H].T for k in range(4)], 1)
+    a = _ln(x @ p["w_ih"].T, p["ln_gain"][0]) + p["b_ih"] + _ln(sh, p["ln_gain"][1]) + p["b_hh"]
+    soft = lambda v: v / (1 + np.abs(v))          # noqa: E731
+    i, f, g, o = _hsig(a[:, :H]), _hsig(a[:, H:2 * H]), soft(a[:, 2 * H:3 * H]), _hsig(a[:, 3 * H:])
+    c_new = f * c + i * g
+    h_new = (o * soft(_ln(c_new, p["ln_cell"][0], p["ln_cell"][1]))) @ p["w_hr"].T
+    out, (h_n, c_n), _ = forward("lstm", p, **kw)
+    np.testing.assert_allclose(h_n, zh * h + (1 - zh) * h_new, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(c_n, zc * c + (1 - zc) * c_new, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(out[0], h_n)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_every_gru_option_in_one_hand_written_step(reset_after):
+    """docs/variants.md's GRU written out independently: per-gate masks (r, z, n order),
+    layer norm (reset_after only), relu / hard_sigmoid, leak, zoneout."""
+    p, kw = make_case("gru_ln_masks", np.random.default_rng(17), T=1, B=3, I=3, H=4)
+    kw.update(activation="relu", recurrent_activation="hard_sigmoid", leak_rate=0.35,
+              reset_after=reset_after, layer_norm=reset_after)
+    if not reset_after:
+        p.pop("ln_gain")
+    H, m, zh = 4, p["recurrent_mask"], p["zoneout_mask"][0]
+    x, h = p["x"][0], p["h0"]
+    W, b = p["w_hh"], p["b_hh"]
+    sx = x @ p["w_ih"].T
+    ax = (_ln(sx, p["ln_gain"][0]) if reset_after else sx) + p["b_ih"]
+    if reset_after:
+        sh = np.concatenate([(h * m[k]) @ W[k * H:(k + 1) * H].T for k in range(3)], 1)
+        u = _ln(sh, p["ln_gain"][1]) + b
+        r, z = _hsig(ax[:, :H] + u[:, :H]), _hsig(ax[:, H:2 * H] + u[:, H:2 * H])
+        n = np.maximum(ax[:, 2 * H:] + r * u[:, 2 * H:], 0)
+    else:
+        r = _hsig(ax[:, :H] + (h * m[0]) @ W[:H].T + b[:H])
+        z = _hsig(ax[:, H:2 * H] + (h * m[1]) @ W[H:2 * H].T + b[H:2 * H])
+        n = np.maximum(ax[:, 2 * H:] + (r * (h * m[2])) @ W[2 * H:].T + b[2 * H:], 0)
+    h_new = (1 - 0.35) * h + 0.35 * ((1 - z) * n + z * h)
+    out, (h_n,), _ = forward("gru", p, **kw)
+    np.testing.assert_allclose(h_n, zh * h + (1 - zh) * h_new, rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("variant", ["lstm_ln_proj_peephole_masks", "gru_ln_masks",
