@@ -99,7 +99,8 @@ def _recurrent_inputs(h, rmask, G):
 
 
 def _recurrent_product(hs, w_hh):
-    """[hs_k W_hh,kᵀ] over the gates k, concatenated: (B, G*H)."""
+    """[hs_k W_hh,kᵀ] over the gates k, concatenated: (B, G*H); one GEMM when every gate
+    reads the same h (no mask), as the plain cell."""
     ws = np.split(w_hh, len(hs), axis=0)
     if all(h is hs[0] for h in hs):
         return hs[0] @ w_hh.T
@@ -388,7 +389,8 @@ def gru_step(x, h, w_ih, w_hh, b_ih, b_hh, ln_gain, reset_after, act, ract, rmas
 #                    dh += Σ_k (dsh_k W_hh,k) ⊙ m_k   dW_hh,k += dsh_kᵀ h_k   db_hh += Σ_b du
 #   not reset_after: d(r⊙h_n) = da_n W_hn   da_r = d(r⊙h_n) ⊙ h_n ⊙ ract'(r)
 #                    dh += (d(r⊙h_n) ⊙ r) ⊙ m_n + Σ_{k=r,z} (da_k W_hh,k) ⊙ m_k
-#                    dW_hn += da_nᵀ (r⊙h_n)   dW_hh,k += da_kᵀ h_k (k = r, z)   db_hh += Σ_b [da_r, da_z, da_n]
+#                    dW_hn += da_nᵀ (r⊙h_n)   dW_hh,k += da_kᵀ h_k (k = r, z)
+#                    db_hh += Σ_b [da_r, da_z, da_n]
 #   dax = [da_r, da_z, da_n]   db_ih += Σ_b dax;  layer_norm: dsx = LN backward of dax (dγ_x)
 #   dx = dsx W_ih   dW_ih += dsxᵀ x
 def gru_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, ln_gain, grads, reset_after, act,
@@ -469,7 +471,8 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, rmask, leak_rate, zh=No
 
 # zoneout and leak as in the GRU: dh₂ = (1 - z_h) ⊙ dh', dĥ = α dh₂, the rest goes to h
 # da = dĥ ⊙ act'(ĥ)   (tanh: 1 - ĥ²; relu: 1 where ĥ > 0, else 0; docs/variants.md)
-# dx = da W_ih   dh += (da W_hh) ⊙ m   dW_ih += daᵀ x   dW_hh += daᵀ (h ⊙ m)   db_ih, db_hh += Σ_b da
+# dx = da W_ih   dh += (da W_hh) ⊙ m   dW_ih += daᵀ x   dW_hh += daᵀ (h ⊙ m)
+# db_ih, db_hh += Σ_b da
 def rnn_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, grads, nonlinearity, rmask,
                       leak_rate):
     x, h, hc, hm, zh = saved
