@@ -161,7 +161,7 @@ def bad_forward_values(cell):
         ]
     else:
         cases += [
-            ("nonlinearity", lambda a: "sigmoid", ValueError, r"nonlinearity must be one of \('tanh', 'relu'\), got 'sigmoid'"),
+            ("nonlinearity", lambda a: "gelu", ValueError, r"nonlinearity must be one of \('tanh', .*got 'gelu'"),
             ("nonlinearity", lambda a: None, ValueError, r"nonlinearity must be one of .*got None"),
             ("nonlinearity", lambda a: "TANH", ValueError, r"nonlinearity must be one of .*got 'TANH'"),
         ]
@@ -652,3 +652,56 @@ def test_onnx_entry_points_reject(call, exc, match):
     import fastrnn.onnx as fo
     with pytest.raises(exc, match=match):
         call(fo)
+
+# -- echo-state networks and the variant options of the reference ---------------------------
+
+ESN_OK = dict(input_size=2, reservoir_size=6, output_size=1, spectral_radius=0.9, leak_rate=0.5)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(reservoir_size=0), ValueError, "reservoir_size must be >= 1, got 0"),
+    (dict(output_size=None), TypeError, "output_size must be an int, got NoneType"),
+    (dict(spectral_radius=float("nan")), ValueError, "spectral_radius must lie in"),
+    (dict(leak_rate=1.5), ValueError, r"leak_rate must lie in \(0, 1\]"),
+    (dict(density=1.5), ValueError, r"density must lie in \(0, 1\]"),
+])
+def test_esn_constructor_rejects(kwargs, exc, match):
+    from fastrnn import EchoStateNetwork
+    with pytest.raises(exc, match=match):
+        EchoStateNetwork(**dict(ESN_OK, **kwargs))
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda e: e.states(np.zeros((3, 2, 3))), ValueError, r"w_ih must have shape \(6, 3\)"),
+    (lambda e: e.states(np.zeros((3, 2, 2)), h0=np.zeros((2, 5))), ValueError,
+     r"h0 must have shape \(2, 6\)"),
+    (lambda e: e.states([[[0.0, 0.0]]]), TypeError, "x must be a numpy.ndarray"),
+    (lambda e: e.fit(np.zeros((3, 2, 2)), np.zeros((3, 2, 1)), washout=-1), ValueError,
+     "washout must lie in"),
+    (lambda e: e.fit(np.zeros((3, 2, 2)), np.zeros((3, 2, 1)), washout=1.0), TypeError,
+     "washout must be an int"),
+    (lambda e: e.predict(np.zeros((3, 2, 2))), ValueError, "call fit"),
+])
+def test_esn_calls_reject_and_keep_inputs(call, exc, match):
+    from fastrnn import EchoStateNetwork
+    esn = EchoStateNetwork(**ESN_OK, seed=0)
+    with pytest.raises(exc, match=match):
+        call(esn)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(activation="swish"), ValueError, "activation must be one of"),
+    (dict(recurrent_activation=None), ValueError, "recurrent_activation must be one of"),
+    (dict(zoneout=1.0), ValueError, r"zoneout must lie in \[0, 1\)"),
+    (dict(zoneout=True), TypeError, "zoneout must be a float"),
+    (dict(layer_norm="yes"), TypeError, "layer_norm must be a bool"),
+    (dict(ln_cell=np.ones((2, 3))), ValueError, "ln_cell is given but layer_norm=False"),
+    (dict(recurrent_mask=np.ones((3, 2, 3))), ValueError, "recurrent_mask must have shape"),
+    (dict(w_hr=np.ones((2, 3))), ValueError, r"w_hr must have shape \(3, 3\), got \(2, 3\)"),
+])
+def test_reference_variant_options_rejected(kwargs, exc, match):
+    rng = np.random.default_rng(0)
+    x, w_ih, w_hh = rng.random((2, 2, 2)), rng.random((12, 2)), rng.random((12, 3))
+    args = dict(x=x, w_ih=w_ih, w_hh=w_hh)
+    with pytest.raises(exc, match=match):
+        call_unmodified(reference.lstm_forward, **args, **kwargs)
