@@ -26,14 +26,17 @@ from ._types import Grads, LSTMGrads
 # -- activations; derivatives take the activation's output ---------------------------------
 
 def sigmoid(a):
+    """σ(a) = 1 / (1 + exp(−a)), computed through tanh so that it never overflows."""
     return 0.5 * (1.0 + np.tanh(0.5 * a))      # = 1 / (1 + exp(-a)), without overflow
 
 
 def d_sigmoid(s):
+    """σ'(a) written in terms of the output s = σ(a): s (1 − s)."""
     return s * (1 - s)
 
 
 def d_tanh(y):
+    """tanh'(a) written in terms of the output y = tanh(a): 1 − y²."""
     return 1 - y * y
 
 
@@ -48,15 +51,15 @@ class _Cache:
 
 
 class LSTMCache(_Cache):
-    pass
+    """What `lstm_forward(training=True)` keeps for `lstm_backward`; opaque."""
 
 
 class GRUCache(_Cache):
-    pass
+    """What `gru_forward(training=True)` keeps for `gru_backward`; opaque."""
 
 
 class RNNCache(_Cache):
-    pass
+    """What `rnn_forward(training=True)` keeps for `rnn_backward`; opaque."""
 
 
 # -- the sequence loop shared by all cells --------------------------------------------------
@@ -111,6 +114,8 @@ def _bptt(step_backward, cache, d_out, d_states, shapes):
 # -- LSTM ------------------------------------------------------------------------------------
 
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, p):
+    """One LSTM time step (DESIGN §2) on a batch: returns the new (h, c) and what
+    `lstm_step_backward` needs."""
     # a = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh, split into a_i, a_f, a_g, a_o  (each B, H)
     # i = σ(a_i + p_i ⊙ c)   f = σ(a_f + p_f ⊙ c)   g = tanh(a_g)
     # c' = f ⊙ c + i ⊙ g     o = σ(a_o + p_o ⊙ c')   h' = o ⊙ tanh(c')
@@ -135,6 +140,8 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, p):
 #   dW_ih += daᵀ x   dW_hh += daᵀ h   db_ih += Σ_b da   db_hh += Σ_b da
 #   dp_i += Σ_b da_i ⊙ c   dp_f += Σ_b da_f ⊙ c   dp_o += Σ_b da_o ⊙ c'
 def lstm_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, p, grads):
+    """Backward of one `lstm_step`: takes the gradients of its new (h, c), adds the
+    parameter gradients into `grads`, returns the gradients of its inputs."""
     dh2, dc2 = d_new
     x, h, c, i, f, g, o, c2, tc = saved
     da_o = dh2 * tc * d_sigmoid(o)
@@ -181,6 +188,8 @@ def lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
 # -- GRU -------------------------------------------------------------------------------------
 
 def gru_step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
+    """One GRU time step (DESIGN §2, either reset form) on a batch: returns the new h and
+    what `gru_step_backward` needs."""
     # x-side a_r, a_z, a_n = split(x W_ihᵀ + b_ih);  W_hr, W_hz, W_hn = split(W_hh) (and b_hh)
     # r = σ(a_r + h W_hrᵀ + b_hr)   z = σ(a_z + h W_hzᵀ + b_hz)
     # reset_after:     n = tanh(a_n + r ⊙ (h W_hnᵀ + b_hn))
@@ -210,6 +219,8 @@ def gru_step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
 #   dax = [da_r, da_z, da_n]   dx = dax W_ih   dh += dah W_hh (the W_hn part only if reset_after)
 #   dW_ih += daxᵀ x   db_ih += Σ_b dax   dW_hh += dahᵀ (h or r⊙h)   db_hh += Σ_b dah
 def gru_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, grads, reset_after):
+    """Backward of one `gru_step`: adds the parameter gradients into `grads`, returns the
+    gradients of its inputs."""
     (dh2,) = d_new
     x, h, r, z, n, h_n = saved
     H = h.shape[1]
@@ -259,6 +270,8 @@ def gru_backward(cache, d_out=None, d_h_n=None):
 # -- SimpleRNN -------------------------------------------------------------------------------
 
 def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    """One SimpleRNN time step (DESIGN §2) on a batch: returns the new h and what
+    `rnn_step_backward` needs."""
     # h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh),  act = tanh or relu
     a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
     h2 = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
@@ -268,6 +281,8 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
 # da = dh' ⊙ act'(h')  (tanh: 1 - h'²; relu: 1 where h' > 0, else 0)
 # dx = da W_ih   dh = da W_hh   dW_ih += daᵀ x   dW_hh += daᵀ h   db_ih, db_hh += Σ_b da
 def rnn_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, grads, nonlinearity):
+    """Backward of one `rnn_step`: adds the parameter gradients into `grads`, returns the
+    gradients of its inputs."""
     (dh2,) = d_new
     x, h, h2 = saved
     da = dh2 * (d_tanh(h2) if nonlinearity == "tanh" else (h2 > 0))
