@@ -134,3 +134,13 @@ def test_mkdocs_build_strict(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+def test_versions_agree():
+    """pyproject.toml, fastrnn.__version__ and CHANGELOG.md's newest release name one version."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    declared = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.findall(r"^## \[(\d[^\]]*)\] - \d{4}-\d{2}-\d{2}$", changelog, re.M)
+    assert "## [Unreleased]" in changelog
+    assert fastrnn.__version__ == declared == releases[0], (fastrnn.__version__, declared, releases)
