@@ -35,14 +35,17 @@ from ._types import Grads, LSTMGrads
 # -- activations; derivatives take the activation's output ---------------------------------
 
 def sigmoid(a):
+    """Logistic function, computed through tanh so it never overflows."""
     return 0.5 * (1.0 + np.tanh(0.5 * a))      # = 1 / (1 + exp(-a)), without overflow
 
 
 def d_sigmoid(s):
+    """Derivative of the sigmoid in terms of its output s."""
     return s * (1 - s)
 
 
 def d_tanh(y):
+    """Derivative of tanh in terms of its output y."""
     return 1 - y * y
 
 
@@ -74,6 +77,7 @@ def _d_act(name, y):
 
 def layer_norm(v, gain, shift=None):
     # v̂ = (v - mean(v)) / sqrt(var(v) + eps)      y = gain ⊙ v̂ (+ shift)
+    """Layer normalisation over the last axis with gain (and shift); returns the result and what the backward needs."""
     d = v - v.mean(axis=1, keepdims=True)
     s = 1 / np.sqrt((d * d).mean(axis=1, keepdims=True) + LN_EPS)
     vh = d * s
@@ -84,6 +88,7 @@ def layer_norm(v, gain, shift=None):
 def layer_norm_backward(dy, gain, saved):
     # dv̂ = dy ⊙ gain    dv = s ⊙ (dv̂ - mean(dv̂) - v̂ ⊙ mean(dv̂ ⊙ v̂))
     # dgain = Σ_b dy ⊙ v̂    dshift = Σ_b dy
+    """Backward of `layer_norm`: gradients of its input, gain and shift."""
     vh, s = saved
     dvh = dy * gain
     dv = s * (dvh - dvh.mean(axis=1, keepdims=True)
@@ -143,14 +148,17 @@ class _Cache:
 
 
 class LSTMCache(_Cache):
+    """Training cache of `lstm_forward` (opaque; consumed by `lstm_backward`)."""
     pass
 
 
 class GRUCache(_Cache):
+    """Training cache of `gru_forward` (opaque; consumed by `gru_backward`)."""
     pass
 
 
 class RNNCache(_Cache):
+    """Training cache of `rnn_forward` (opaque; consumed by `rnn_backward`)."""
     pass
 
 
@@ -254,6 +262,7 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, p, w_hr, ln_gain, ln_cell,
     # m = o ⊙ act(ĉ)            h' = m W_hrᵀ (proj_size), else m
     # zoneout: h' = z_h ⊙ h + (1 - z_h) ⊙ h'    c' = z_c ⊙ c + (1 - z_c) ⊙ c'
     # (p = 0 without peepholes; act = tanh, ract = σ by default)
+    """One LSTM time step on a batch (every variant): the new (h, c) and what `lstm_step_backward` needs."""
     sx, sh, gsaved = _gate_inputs(x, h, w_ih, w_hh, ln_gain, rmask, 4)
     a_i, a_f, a_g, a_o = np.split(sx + b_ih + sh + b_hh, 4, axis=1)
     if p is not None:
@@ -283,6 +292,7 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, p, w_hr, ln_gain, ln_cell,
 #   dp_i += Σ_b da_i ⊙ c   dp_f += Σ_b da_f ⊙ c   dp_o += Σ_b da_o ⊙ c'
 def lstm_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, p, w_hr, ln_gain, ln_cell,
                        grads, act, ract, rmask):
+    """Backward of one `lstm_step`: adds parameter gradients into `grads`, returns the gradients of its inputs."""
     x, h, c, i, f, g, o, c2, tc, m, gsaved, lc, zh, zc = saved
     dh2, dh_keep = _zoneout_backward(zh, d_new[0])
     dc_new, dc_keep = _zoneout_backward(zc, d_new[1])
@@ -361,6 +371,7 @@ def gru_step(x, h, w_ih, w_hh, b_ih, b_hh, ln_gain, reset_after, act, ract, rmas
     # ĥ = (1 - z) ⊙ n + z ⊙ h        (the unmasked h, as Keras)
     # leak:    h' = (1 - α) ⊙ h + α ⊙ ĥ    (α = leak_rate = 1: h' = ĥ)
     # zoneout: h' = z_h ⊙ h + (1 - z_h) ⊙ h'
+    """One GRU time step on a batch (either reset form, every variant): the new h and what `gru_step_backward` needs."""
     H = h.shape[1]
     if reset_after:
         sx, sh, gsaved = _gate_inputs(x, h, w_ih, w_hh, ln_gain, rmask, 3)
@@ -395,6 +406,7 @@ def gru_step(x, h, w_ih, w_hh, b_ih, b_hh, ln_gain, reset_after, act, ract, rmas
 #   dx = dsx W_ih   dW_ih += dsxᵀ x
 def gru_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, ln_gain, grads, reset_after, act,
                       ract, rmask, leak_rate):
+    """Backward of one `gru_step`: adds parameter gradients into `grads`, returns the gradients of its inputs."""
     x, h, r, z, n, u_n, gsaved, zh = saved
     H = h.shape[1]
     dh2, dh = _zoneout_backward(zh, d_new[0])
@@ -463,6 +475,7 @@ def gru_backward(cache, d_out=None, d_h_n=None):
 def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, rmask, leak_rate, zh=None):
     # ĥ = act(x W_ihᵀ + b_ih + (h ⊙ m) W_hhᵀ + b_hh),  act = nonlinearity (tanh, relu, ...)
     # leak:    h' = (1 - α) ⊙ h + α ⊙ ĥ      zoneout: h' = z_h ⊙ h + (1 - z_h) ⊙ h'
+    """One SimpleRNN time step on a batch (every variant): the new h and what `rnn_step_backward` needs."""
     hm = h if rmask is None else h * rmask[0]
     hc = _act(nonlinearity, x @ w_ih.T + b_ih + hm @ w_hh.T + b_hh)
     h2 = hc if leak_rate == 1 else (1 - leak_rate) * h + leak_rate * hc
@@ -475,6 +488,7 @@ def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, rmask, leak_rate, zh=No
 # db_ih, db_hh += Σ_b da
 def rnn_step_backward(d_new, saved, w_ih, w_hh, b_ih, b_hh, grads, nonlinearity, rmask,
                       leak_rate):
+    """Backward of one `rnn_step`: adds parameter gradients into `grads`, returns the gradients of its inputs."""
     x, h, hc, hm, zh = saved
     dh2, dh = _zoneout_backward(zh, d_new[0])
     dhc = dh2 if leak_rate == 1 else leak_rate * dh2
