@@ -267,3 +267,15 @@ def test_the_fp32_panels_compute_the_product():
     out = core.lowp_gemm(a, core.pack_f32(w))
     # fp32 sums of K products: within K·2⁻²³ of Σ|terms|
     assert np.all(np.abs(out - exact) <= 50 * 2.0**-23 * (np.abs(a) @ np.abs(w).T))
+
+
+def test_benchmark_runs_every_path():
+    bench = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "lowp_gemm.py")
+    r = subprocess.run([sys.executable, bench, "--quick"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| quick")]
+    variants = [row[5].strip() for row in rows]
+    assert variants == (["float32"] + [f"bf16 {p}" for p in PATHS["bf16_available"]]
+                        + [f"int8 {p}" for p in PATHS["int8_available"]])
+    assert all(float(row[6]) > 0 for row in rows)
