@@ -279,3 +279,18 @@ def test_benchmark_runs_every_path():
     assert variants == (["float32"] + [f"bf16 {p}" for p in PATHS["bf16_available"]]
                         + [f"int8 {p}" for p in PATHS["int8_available"]])
     assert all(float(row[6]) > 0 for row in rows)
+
+
+@pytest.mark.parametrize("m, K, N", [(0, 5, 8), (3, 0, 8), (3, 5, 0)])
+def test_empty_axes_give_empty_or_zero_products(m, K, N):
+    a, w = np.ones((m, K), np.float32), np.ones((N, K), np.float32)
+    for kind, pack in (("bf16", core.pack_bf16), ("int8", core.pack_s8)):
+        for path in PATHS[f"{kind}_available"]:
+            out = core.lowp_gemm(a, pack(w), path=path)
+            assert out.shape == (m, N) and not out.any()
+
+
+def test_int8_refuses_k_that_could_overflow_the_s32_sums():
+    # 65537 · 255 · 127 > 2³¹ (the VNNI path sums u8 = q + 128)
+    with pytest.raises(ValueError, match="weight_ih_l0: int8 needs at most 65536 inputs per output"):
+        core.pack_s8(np.ones((2, 65537), np.float32), name="weight_ih_l0")
