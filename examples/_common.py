@@ -25,14 +25,19 @@ from fastrnn import optim
 INSTALL_HINT = "pip install 'fastrnn[examples]'   (or: pip install matplotlib)"
 
 
-def parser(doc):
+def parser(doc, **options):
     """An ArgumentParser described by the module docstring's first paragraph, with the
-    options every example shares."""
+    options every example shares, and one `--name` option for each keyword: its default
+    (None: an int that --quick or the full run chooses), or (default, help text)."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", metavar="PNG", help="save the example's figure to this file "
                     "(needs matplotlib)")
+    for name, value in options.items():
+        default, help_text = value if isinstance(value, tuple) else (value, None)
+        ap.add_argument("--" + name.replace("_", "-"), default=default, help=help_text,
+                        type=int if default is None else type(default))
     return ap
 
 
@@ -78,10 +83,13 @@ def batches(rng, n, batch):
     return [order[i:i + batch] for i in range(0, n, batch)]
 
 
-def sgd_step(opt, modules, clip):
-    """The end of every training step: clip the global gradient norm, step, and return
-    the norm before clipping (`clip=None`: no clipping)."""
-    norm = optim.clip_grad_norm(modules, clip) if clip else grad_norm(modules)
+def update(model, opt, d_output, clip=None):
+    """The rest of a training step once the loss and its gradient `d_output` are known:
+    zero the gradients, `model.backward(d_output)`, clip the global gradient norm to
+    `clip` (None: no clipping), step. Returns the norm before clipping."""
+    opt.zero_grad()
+    model.backward(d_output)
+    norm = optim.clip_grad_norm(model.modules, clip) if clip else grad_norm(model.modules)
     opt.step()
     return norm
 

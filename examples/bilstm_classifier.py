@@ -78,15 +78,8 @@ def evaluate(model, tokens, lengths, labels, batch=500):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--train-size", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--min-len", type=int, default=5)
-    ap.add_argument("--max-len", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap = _common.parser(__doc__, epochs=None, train_size=None, batch=64, hidden=32,
+                        embed=16, min_len=5, max_len=50, lr=5e-3)
     args = _common.parse(ap, argv)
     epochs = args.epochs or (2 if args.quick else 4)
     n_train = args.train_size or (4000 if args.quick else 10000)
@@ -102,10 +95,8 @@ def main(argv=None):
 
         def step(k):
             tokens, lengths, labels = (a[blocks[k]] for a in train)
-            opt.zero_grad()
             loss, d_logits = nn.softmax_cross_entropy(model(tokens, lengths), labels)
-            model.backward(d_logits)
-            _common.sgd_step(opt, model.modules, 5.0)
+            _common.update(model, opt, d_logits, 5.0)
             return loss
 
         with _common.Timer() as t:

@@ -66,11 +66,8 @@ def accuracy(model, pairs, batch=4096):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--hidden", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=None, help="training steps (batches)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap = _common.parser(__doc__, hidden=16, steps=(None, "training steps (batches)"),
+                        batch=64, lr=0.01)
     args = _common.parse(ap, argv)
     steps = args.steps or (1500 if args.quick else 5000)
 
@@ -85,10 +82,8 @@ def main(argv=None):
 
     def step(i):
         x, y = make_batch(train[rng.integers(0, len(train), args.batch)])
-        opt.zero_grad()
         loss, d_logits = nn.softmax_cross_entropy(model(x), y)
-        model.backward(d_logits)
-        _common.sgd_step(opt, model.modules, 5.0)
+        _common.update(model, opt, d_logits, 5.0)
         return loss
 
     with _common.Timer() as t:

@@ -103,14 +103,9 @@ def sample(model, chars, prompt, n, temperature, rng):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--hidden", type=int, default=None)
-    ap.add_argument("--embed", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=32, help="parallel streams")
-    ap.add_argument("--bptt", type=int, default=64, help="truncation length T")
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--decay", type=float, default=0.7, help="lr factor after each epoch")
+    ap = _common.parser(__doc__, epochs=None, hidden=None, embed=32,
+                        batch=(32, "parallel streams"), bptt=(64, "truncation length T"),
+                        lr=1e-2, decay=(0.7, "lr factor after each epoch"))
     args = _common.parse(ap, argv)
     epochs = args.epochs or (1 if args.quick else 5)
     hidden = args.hidden or (128 if args.quick else 256)
@@ -143,11 +138,9 @@ def main(argv=None):
             nonlocal state
             i = starts[k]
             x, y = s[i:i + args.bptt], s[i + 1:i + args.bptt + 1]
-            opt.zero_grad()
             logits, state = model(x[:len(y)], state)     # carry (h_n, c_n) across chunks
             loss, d_logits = nn.softmax_cross_entropy(logits, y)
-            model.backward(d_logits)
-            _common.sgd_step(opt, model.modules, 5.0)
+            _common.update(model, opt, d_logits, 5.0)
             return loss / math.log(2)
 
         with _common.Timer() as t:

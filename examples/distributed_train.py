@@ -37,13 +37,9 @@ def sharded_mae(comm, model, x, y, last, scale):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--weeks", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64, help="global batch (all ranks)")
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--threads", type=int, default=None, help="kernel threads per rank")
+    ap = _common.parser(__doc__, epochs=None, weeks=None,
+                        batch=(64, "global batch (all ranks)"), hidden=32, lr=5e-3,
+                        threads=(None, "kernel threads per rank"))
     ap.add_argument("--overlap", action="store_true",
                     help="start each block's allreduce as soon as its backward is done")
     args = _common.parse(ap, argv)

@@ -129,15 +129,11 @@ def plot(path, test, esn_1, ar_1, free_true, esn_free, ar_free, horizon):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--size", type=int, default=None, help="reservoir units N")
-    ap.add_argument("--leak", type=float, default=0.3, help="leak rate a (1: no leak)")
-    ap.add_argument("--rho", type=float, default=0.9, help="spectral radius of W")
-    ap.add_argument("--input-scale", type=float, default=0.5)
-    ap.add_argument("--ridge", type=float, default=1e-9)
-    ap.add_argument("--train", type=int, default=None, help="training steps")
-    ap.add_argument("--lags", type=int, default=20, help="p of the AR(p) baseline")
-    ap.add_argument("--horizon", type=int, default=84)
+    ap = _common.parser(__doc__, size=(None, "reservoir units N"),
+                        leak=(0.3, "leak rate a (1: no leak)"),
+                        rho=(0.9, "spectral radius of W"), input_scale=0.5, ridge=1e-9,
+                        train=(None, "training steps"),
+                        lags=(20, "p of the AR(p) baseline"), horizon=84)
     args = _common.parse(ap, argv)
     size = args.size or (200 if args.quick else 500)
     n_train = args.train or (1500 if args.quick else 4000)

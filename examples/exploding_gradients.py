@@ -82,13 +82,8 @@ def train_run(cell, clip, args, T, steps, test):
 
     def step(i):
         x, y = adding_batch(rng, T, args.batch)
-        opt.zero_grad()
         loss, d = nn.mse(model(x), y)
-        model.backward(d)
-        if not np.isfinite(loss):
-            norms.append(np.nan)
-            return loss
-        norms.append(_common.sgd_step(opt, model.modules, 1.0 if clip else None))
+        norms.append(_common.update(model, opt, d, 1.0 if clip else None))
         return loss
 
     name = f"{cell}{'+clip' if clip else ''}"
@@ -115,12 +110,8 @@ def plot(path, results, mean_mse, T):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--T", type=int, default=None, help="sequence length (200; 50 quick)")
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap = _common.parser(__doc__, T=(None, "sequence length (200; 50 quick)"), steps=None,
+                        batch=32, hidden=32, lr=0.01)
     ap.add_argument("--gain", type=float, default=1.5,
                     help="SimpleRNN W_hh = gain x an orthogonal matrix")
     args = _common.parse(ap, argv)

@@ -94,12 +94,7 @@ def predict(model, x, last, scale, batch=1024):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--weeks", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap = _common.parser(__doc__, epochs=None, weeks=None, batch=64, hidden=32, lr=5e-3)
     args = _common.parse(ap, argv)
     epochs = args.epochs or (4 if args.quick else 15)
     weeks = args.weeks or (20 if args.quick else 40)
@@ -120,10 +115,8 @@ def main(argv=None):
 
         def step(k):
             idx = blocks[k]
-            opt.zero_grad()
             loss, d = nn.mse(model(rel_x[:, idx]), rel_y[:, idx].T.astype(np.float32))
-            model.backward(d)
-            _common.sgd_step(opt, model.modules, 1.0)
+            _common.update(model, opt, d, 1.0)
             return loss
 
         with _common.Timer() as t:

@@ -116,10 +116,8 @@ def fit(model, args, steps, test):
     def step(i):
         turns, lengths, replies = make_dialogues(rng, args.batch)
         target = np.concatenate([replies.T, np.full((1, args.batch), EOS)])
-        opt.zero_grad()
         loss, d = nn.softmax_cross_entropy(model(turns, lengths, replies), target)
-        model.backward(d)
-        _common.sgd_step(opt, model.modules, 5.0)
+        _common.update(model, opt, d, 5.0)
         return loss
 
     name = "HRED" if model.hierarchical else "flat seq2seq"
@@ -132,12 +130,7 @@ def fit(model, args, steps, test):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap = _common.parser(__doc__, steps=None, batch=64, hidden=64, embed=16, lr=5e-3)
     args = _common.parse(ap, argv)
     steps = args.steps or (800 if args.quick else 3000)
 

@@ -178,10 +178,8 @@ def fit(model, args, steps, train, held_out):
     def step(i):
         beta = min(1.0, i / (0.5 * steps)) if model.variational else 0.0
         batch = batchify([train[j] for j in rng.integers(0, len(train), args.batch)])
-        opt.zero_grad()
         rec, kl, d = model.loss(batch, beta, args.word_dropout if model.variational else 0)
-        model.backward(d)
-        _common.sgd_step(opt, model.modules, 5.0)
+        _common.update(model, opt, d, 5.0)
         kls.append(kl)
         return rec + kl
 
@@ -195,14 +193,8 @@ def fit(model, args, steps, train, held_out):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--embed", type=int, default=32)
-    ap.add_argument("--latent", type=int, default=16)
-    ap.add_argument("--word-dropout", type=float, default=0.6)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap = _common.parser(__doc__, steps=None, batch=64, hidden=128, embed=32, latent=16,
+                        word_dropout=0.6, lr=3e-3)
     args = _common.parse(ap, argv)
     steps = args.steps or (1200 if args.quick else 5000)
 

@@ -193,15 +193,9 @@ def plot_attention(model, s, task, path, history):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
+    ap = _common.parser(__doc__, steps=None, batch=64, hidden=64, embed=16, min_len=3,
+                        max_len=8, lr=5e-3)
     ap.add_argument("--task", choices=("reverse", "sort"), default="reverse")
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--min-len", type=int, default=3)
-    ap.add_argument("--max-len", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=5e-3)
     args = _common.parse(ap, argv)
     steps = args.steps or (700 if args.quick else 3000)
 
@@ -217,11 +211,9 @@ def main(argv=None):
                    if s not in held_out]
         src, src_len, dec_in, tgt, tgt_len = batchify(strings, args.task)
         mask = np.arange(tgt.shape[0])[:, None] < tgt_len[None, :]
-        opt.zero_grad()
         loss, d_logits = nn.softmax_cross_entropy(model.forward(src, src_len, dec_in, tgt_len),
                                                   tgt, mask=mask)
-        model.backward(d_logits)
-        _common.sgd_step(opt, model.modules, 5.0)
+        _common.update(model, opt, d_logits, 5.0)
         return loss
 
     with _common.Timer() as t:

@@ -34,17 +34,37 @@ import numpy as np
 from fastrnn import nn
 import _common
 
-GENDER = [("king", "queen", "crown throne"), ("man", "woman", "adult job"),
-          ("boy", "girl", "school toy"), ("prince", "princess", "castle heir"),
-          ("father", "mother", "parent family"), ("son", "daughter", "child young"),
-          ("brother", "sister", "sibling twin"), ("uncle", "aunt", "nephew niece"),
-          ("husband", "wife", "married wedding"), ("actor", "actress", "film stage")]
+
+def pairs(table):
+    """Lines "first second shared words" -> [(first, second, "shared words")]."""
+    return [tuple(line.split(maxsplit=2)) for line in table.strip().splitlines()]
+
+
+GENDER = pairs("""
+king queen crown throne
+man woman adult job
+boy girl school toy
+prince princess castle heir
+father mother parent family
+son daughter child young
+brother sister sibling twin
+uncle aunt nephew niece
+husband wife married wedding
+actor actress film stage
+""")
 PRONOUNS = ("he his him", "she her hers")
-CAPITAL = [("france", "paris", "french cheese"), ("italy", "rome", "italian pasta"),
-           ("japan", "tokyo", "japanese sushi"), ("egypt", "cairo", "arabic falafel"),
-           ("spain", "madrid", "spanish paella"), ("china", "beijing", "chinese noodles"),
-           ("russia", "moscow", "russian borscht"), ("peru", "lima", "quechua ceviche"),
-           ("greece", "athens", "greek olives"), ("kenya", "nairobi", "swahili ugali")]
+CAPITAL = pairs("""
+france paris french cheese
+italy rome italian pasta
+japan tokyo japanese sushi
+egypt cairo arabic falafel
+spain madrid spanish paella
+china beijing chinese noodles
+russia moscow russian borscht
+peru lima quechua ceviche
+greece athens greek olives
+kenya nairobi swahili ugali
+""")
 KINDS = ("country nation border", "city capital streets")
 FILLER = "the a and of in with very today that is was".split()
 TEMPLATES = ["the {w} said that {p} saw the {c}", "{p} {c} and the {w} {p}",
@@ -145,14 +165,8 @@ def plot_embeddings(path, vectors, vocab, title):
 
 
 def main(argv=None):
-    ap = _common.parser(__doc__)
-    ap.add_argument("--sentences", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--dim", type=int, default=32)
-    ap.add_argument("--window", type=int, default=3)
-    ap.add_argument("--negatives", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=0.02, help="initial lr, decays linearly")
+    ap = _common.parser(__doc__, sentences=None, epochs=None, dim=32, window=3,
+                        negatives=5, batch=256, lr=(0.02, "initial lr, decays linearly"))
     args = _common.parse(ap, argv)
     n_sent = args.sentences or (8000 if args.quick else 40000)
     epochs = args.epochs or (3 if args.quick else 5)
