@@ -166,8 +166,10 @@ def test_sentence_vae(tmp_path):
 
 # Without matplotlib, --plot fails at once (before any training) and says how to install
 # it. The missing module is simulated: a None entry in sys.modules makes `import` raise
-# ImportError, and the script then runs as __main__.
-NO_MPL = ("import runpy, sys; sys.modules['matplotlib'] = None; sys.argv = sys.argv[1:]; "
+# ImportError, and the script then runs as __main__ with its folder on sys.path, as
+# `python script.py` would have it.
+NO_MPL = ("import os, runpy, sys; sys.modules['matplotlib'] = None; sys.argv = sys.argv[1:]; "
+          "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
           "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
