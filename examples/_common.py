@@ -1,12 +1,14 @@
 """What the example scripts share: their command line, the training loop, plots.
 
-- `parser(doc)` starts an argument parser with the options every example has (`--quick`,
-  `--seed`, `--plot PNG`); `parse(ap, argv)` parses, and fails at once, before any
-  training, when `--plot` is asked for without matplotlib installed.
+- `parser(doc, **options)` starts an argument parser with the options every example has
+  (`--quick`, `--seed`, `--plot PNG`) and the script's own; `parse(ap, argv)` parses,
+  and fails at once, before any training, when `--plot` is asked for without matplotlib.
 - `train(step, steps, ...)` runs `step(i) -> loss` for each step, behind a tqdm progress
   bar with the running loss in full runs (tqdm is optional: without it, or in `--quick`
   runs, it prints the running loss every `every` steps instead) and returns the losses.
-- `batches(rng, n, batch)` yields shuffled index blocks: one epoch over n examples.
+- `update(model, opt, d_output, clip)` is the rest of a training step once the loss
+  gradient is known: zero the gradients, backward, clip the global norm, step.
+- `batches(rng, n, batch)` returns shuffled index blocks: one epoch over n examples.
 - `figure(path, ...)` is a context manager that yields matplotlib axes and saves the PNG;
   `smooth(values, k)` is the running mean a learning curve is drawn with.
 
