@@ -25,18 +25,11 @@ None))` (no gradient on `out`, one on the top layer's h_n rows).
 
 Last line: `test accuracy: <percent>%`.
 """
-import argparse
-import time
-
 import numpy as np
 
 import fastrnn
 from fastrnn import nn, optim
-
-try:
-    from tqdm import tqdm
-except ImportError:                       # the progress bar is optional
-    tqdm = None
+import _common
 
 PAD = 10
 
@@ -85,19 +78,9 @@ def evaluate(model, tokens, lengths, labels, batch=500):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--train-size", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--min-len", type=int, default=5)
-    ap.add_argument("--max-len", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", metavar="PNG", help="save accuracy by sequence length")
-    args = ap.parse_args(argv)
+    ap = _common.parser(__doc__, epochs=None, train_size=None, batch=64, hidden=32,
+                        embed=16, min_len=5, max_len=50, lr=5e-3)
+    args = _common.parse(ap, argv)
     epochs = args.epochs or (2 if args.quick else 4)
     n_train = args.train_size or (4000 if args.quick else 10000)
 
@@ -106,26 +89,21 @@ def main(argv=None):
     test = make_data(rng, 2000, args.min_len, args.max_len)
     model = Classifier(args.embed, args.hidden, args.seed)
     opt = optim.Adam(model.modules, lr=args.lr)
-    epoch_times = []
+    epoch_times, history = [], []
     for epoch in range(epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(n_train)
-        starts = range(0, n_train, args.batch)
-        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", disable=None) if tqdm \
-            else starts
-        losses = []
-        for i in bar:
-            idx = order[i:i + args.batch]
-            tokens, lengths, labels = (a[idx] for a in train)
-            opt.zero_grad()
+        blocks = _common.batches(rng, n_train, args.batch)
+
+        def step(k):
+            tokens, lengths, labels = (a[blocks[k]] for a in train)
             loss, d_logits = nn.softmax_cross_entropy(model(tokens, lengths), labels)
-            model.backward(d_logits)
-            optim.clip_grad_norm(model.modules, 5.0)
-            opt.step()
-            losses.append(loss)
-            if tqdm:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        epoch_times.append(time.perf_counter() - t0)
+            _common.update(model, opt, d_logits, 5.0)
+            return loss
+
+        with _common.Timer() as t:
+            losses = _common.train(step, len(blocks), quick=args.quick, every=len(blocks),
+                                   desc=f"epoch {epoch + 1}/{epochs}")
+        history += losses
+        epoch_times.append(t.seconds)
         acc = evaluate(model, *test).mean()
         print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, test accuracy "
               f"{100 * acc:.1f}%, {epoch_times[-1]:.1f}s", flush=True)
@@ -140,17 +118,14 @@ def main(argv=None):
     print("accuracy by length: " + ", ".join(parts))
     print(f"{np.mean(epoch_times):.1f}s per epoch ({n_train} sequences, batch {args.batch})")
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         ls = np.arange(args.min_len, args.max_len + 1)
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(ls, [100 * correct[lengths == k].mean() for k in ls], "o-")
-        ax.set(xlabel="sequence length", ylabel="test accuracy (%)", ylim=(0, 101),
-               title="BiLSTM (2 layers) with lengths")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"saved {args.plot}")
+        with _common.figure(args.plot, ncols=2, figsize=(10, 3.5)) as (fig, (a1, a2)):
+            a1.semilogy(*_common.smooth(history, 20))
+            a1.set(xlabel="training step", ylabel="cross-entropy (running mean)",
+                   title="learning curve")
+            a2.plot(ls, [100 * correct[lengths == k].mean() for k in ls], "o-")
+            a2.set(xlabel="sequence length", ylabel="test accuracy (%)", ylim=(0, 101),
+                   title="BiLSTM (2 layers) with lengths")
     print(f"test accuracy: {100 * correct.mean():.1f}%")
     return correct.mean()
 

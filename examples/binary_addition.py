@@ -17,18 +17,11 @@ reports the fraction of held-out sums with all 9 bits right.
 
 Last line: `held-out accuracy: <percent>%`.
 """
-import argparse
-import time
-
 import numpy as np
 
 import fastrnn
 from fastrnn import nn, optim
-
-try:
-    from tqdm import tqdm
-except ImportError:                       # the progress bar is optional
-    tqdm = None
+import _common
 
 BITS = 8
 T = BITS + 1
@@ -73,15 +66,9 @@ def accuracy(model, pairs, batch=4096):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (a few seconds)")
-    ap.add_argument("--hidden", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=None, help="training steps (batches)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", metavar="PNG", help="save the learning curve to this file")
-    args = ap.parse_args(argv)
+    ap = _common.parser(__doc__, hidden=16, steps=(None, "training steps (batches)"),
+                        batch=64, lr=0.01)
+    args = _common.parse(ap, argv)
     steps = args.steps or (1500 if args.quick else 5000)
 
     rng = np.random.default_rng(args.seed)
@@ -92,24 +79,16 @@ def main(argv=None):
 
     model = Adder(args.hidden, args.seed)
     opt = optim.Adam(model.modules, lr=args.lr)
-    history = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc="train", disable=None) if tqdm else range(steps)
-    for step in bar:
+
+    def step(i):
         x, y = make_batch(train[rng.integers(0, len(train), args.batch)])
-        opt.zero_grad()
         loss, d_logits = nn.softmax_cross_entropy(model(x), y)
-        model.backward(d_logits)
-        optim.clip_grad_norm(model.modules, 5.0)
-        opt.step()
-        history.append(loss)
-        if (step + 1) % 500 == 0:
-            msg = f"step {step + 1}: loss {np.mean(history[-500:]):.4f}"
-            if tqdm:
-                bar.set_postfix_str(msg)
-            else:
-                print(msg, flush=True)
-    elapsed = time.perf_counter() - t0
+        _common.update(model, opt, d_logits, 5.0)
+        return loss
+
+    with _common.Timer() as t:
+        history = _common.train(step, steps, quick=args.quick, every=500)
+    elapsed = t.seconds
     acc = accuracy(model, test)
     print(f"trained {steps} steps of batch {args.batch} in {elapsed:.1f}s "
           f"({1e3 * elapsed / steps:.2f} ms/step); final loss {np.mean(history[-100:]):.4f}")
@@ -120,18 +99,10 @@ def main(argv=None):
           f"{''.join(map(str, bits))})")
 
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        k = 50
-        smooth = np.convolve(history, np.ones(k) / k, mode="valid")
-        ax.semilogy(np.arange(len(smooth)) + k, smooth)
-        ax.set(xlabel="training step", ylabel="cross-entropy (nats/bit)",
-               title=f"SimpleRNN({args.hidden}) learns binary addition")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"saved {args.plot}")
+        with _common.figure(args.plot) as (fig, ax):
+            ax.semilogy(*_common.smooth(history, 50))
+            ax.set(xlabel="training step", ylabel="cross-entropy (nats/bit), running mean",
+                   title=f"SimpleRNN({args.hidden}) learns binary addition")
     print(f"held-out accuracy: {100 * acc:.2f}%")
     return acc
 

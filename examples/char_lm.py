@@ -32,19 +32,13 @@ temperatures: p_i ∝ exp(logit_i / temperature), lower is more conservative.
 
 Last line: `validation bits per character: <bpc> (unigram baseline <bpc>)`.
 """
-import argparse
 import math
-import time
 
 import numpy as np
 
 import fastrnn
 from fastrnn import nn, optim
-
-try:
-    from tqdm import tqdm
-except ImportError:                       # the progress bar is optional
-    tqdm = None
+import _common
 
 
 def load_text():
@@ -109,18 +103,10 @@ def sample(model, chars, prompt, n, temperature, rng):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--hidden", type=int, default=None)
-    ap.add_argument("--embed", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=32, help="parallel streams")
-    ap.add_argument("--bptt", type=int, default=64, help="truncation length T")
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--decay", type=float, default=0.7, help="lr factor after each epoch")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", metavar="PNG", help="save the learning curve to this file")
-    args = ap.parse_args(argv)
+    ap = _common.parser(__doc__, epochs=None, hidden=None, embed=32,
+                        batch=(32, "parallel streams"), bptt=(64, "truncation length T"),
+                        lr=1e-2, decay=(0.7, "lr factor after each epoch"))
+    args = _common.parse(ap, argv)
     epochs = args.epochs or (1 if args.quick else 5)
     hidden = args.hidden or (128 if args.quick else 256)
 
@@ -146,23 +132,21 @@ def main(argv=None):
     starts = list(range(0, len(s) - 1, args.bptt))
     history, epoch_times = [], []
     for epoch in range(epochs):
-        t0 = time.perf_counter()
         state = None                      # a fresh state at the start of each pass
-        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", disable=None) if tqdm \
-            else starts
-        for i in bar:
+
+        def step(k):
+            nonlocal state
+            i = starts[k]
             x, y = s[i:i + args.bptt], s[i + 1:i + args.bptt + 1]
-            x = x[:len(y)]
-            opt.zero_grad()
-            logits, state = model(x, state)          # carry (h_n, c_n) across chunks
+            logits, state = model(x[:len(y)], state)     # carry (h_n, c_n) across chunks
             loss, d_logits = nn.softmax_cross_entropy(logits, y)
-            model.backward(d_logits)
-            optim.clip_grad_norm(model.modules, 5.0)
-            opt.step()
-            history.append(loss / math.log(2))
-            if tqdm:
-                bar.set_postfix(bpc=f"{np.mean(history[-20:]):.3f}")
-        epoch_times.append(time.perf_counter() - t0)
+            _common.update(model, opt, d_logits, 5.0)
+            return loss / math.log(2)
+
+        with _common.Timer() as t:
+            history += _common.train(step, len(starts), quick=args.quick, name="bpc",
+                                     desc=f"epoch {epoch + 1}/{epochs}", every=500)
+        epoch_times.append(t.seconds)
         opt.lr *= args.decay
         bpc = evaluate(model, valid)
         print(f"epoch {epoch + 1}: train {np.mean(history[-len(starts):]):.3f} bpc, "
@@ -176,21 +160,13 @@ def main(argv=None):
           f"{args.bptt}x{args.batch} characters, hidden {hidden})")
 
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        k = 20
-        smooth = np.convolve(history, np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(len(smooth)) + k, smooth, label="training (running mean)")
-        ax.axhline(unigram_bpc, color="gray", ls="--", label="unigram baseline")
-        ax.axhline(bpc, color="C1", ls=":", label=f"validation, end ({bpc:.2f})")
-        ax.set(xlabel="chunk (truncated-BPTT step)", ylabel="bits per character",
-               title=f"char-level LSTM({hidden}) on the Python reference text")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"saved {args.plot}")
+        with _common.figure(args.plot) as (fig, ax):
+            ax.plot(*_common.smooth(history, 20), label="training (running mean)")
+            ax.axhline(unigram_bpc, color="gray", ls="--", label="unigram baseline")
+            ax.axhline(bpc, color="C1", ls=":", label=f"validation, end ({bpc:.2f})")
+            ax.set(xlabel="chunk (truncated-BPTT step)", ylabel="bits per character",
+                   title=f"char-level LSTM({hidden}) on the Python reference text")
+            ax.legend()
     print(f"validation bits per character: {bpc:.3f} (unigram baseline {unigram_bpc:.3f})")
     return bpc, unigram_bpc
 

@@ -3,6 +3,7 @@
     mpiexec -n 2 python examples/distributed_train.py --quick
     mpiexec -n 2 python examples/distributed_train.py --overlap   # non-blocking allreduce
     python examples/distributed_train.py --quick                  # one rank, same numbers
+    mpiexec -n 2 python examples/distributed_train.py --quick --plot dp.png   # curves
 
 The model, data and metric are those of forecast_gru.py (imported from it): a GRU reads
 72 hours of a synthetic series and forecasts the next 12. Every rank makes the same data
@@ -17,16 +18,15 @@ shares with the other ranks of its node, divided among them: ranks x threads <= 
 Rank 0 prints; the last line is forecast_gru.py's: `test MAE: <gru> (naive ..., ...)`.
 Needs mpi4py (`pip install fastrnn[mpi]`).
 """
-import argparse
 import time
 
 import numpy as np
-from mpi4py import MPI
 
 import fastrnn
 from fastrnn import nn, optim
 from fastrnn.distributed import DataParallel, local_num_threads, shard
 from forecast_gru import K, W, Forecaster, baseline_maes, predict, splits
+import _common
 
 
 def sharded_mae(comm, model, x, y, last, scale):
@@ -37,18 +37,13 @@ def sharded_mae(comm, model, x, y, last, scale):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--weeks", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64, help="global batch (all ranks)")
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="kernel threads per rank")
+    ap = _common.parser(__doc__, epochs=None, weeks=None,
+                        batch=(64, "global batch (all ranks)"), hidden=32, lr=5e-3,
+                        threads=(None, "kernel threads per rank"))
     ap.add_argument("--overlap", action="store_true",
                     help="start each block's allreduce as soon as its backward is done")
-    args = ap.parse_args(argv)
+    args = _common.parse(ap, argv)
+    from mpi4py import MPI                  # after the arguments: --help needs no MPI
     epochs = args.epochs or (4 if args.quick else 15)
     weeks = args.weeks or (20 if args.quick else 40)
 
@@ -70,6 +65,7 @@ def main(argv=None):
     model = Forecaster(args.hidden, args.seed)
     dp = DataParallel(model.modules, comm)        # checks the model, copies rank 0's weights
     opt = optim.Adam(model.modules, lr=args.lr)
+    curve = []                                    # (epoch, train mse, validation MAE)
     for epoch in range(epochs):
         t0 = time.perf_counter()
         order = rng.permutation(N)
@@ -95,11 +91,21 @@ def main(argv=None):
         seconds = time.perf_counter() - t0
         train_mse = comm.allreduce(loss_sum) / comm.allreduce(seen)
         val_mae = sharded_mae(comm, model, xva, yva, lva, scale)
+        curve.append((epoch + 1, train_mse, val_mae))
         say(f"epoch {epoch + 1}: train mse {train_mse:.4f} (scaled), validation MAE "
             f"{val_mae:.3f}, {seconds:.1f}s ({N / seconds:.0f} windows/s)", flush=True)
 
     mae = sharded_mae(comm, model, xte, yte, lte, scale)
     naive, seasonal = baseline_maes(xte, yte, lte)
+    if args.plot and rank == 0:
+        e, mse, val = np.array(curve).T
+        with _common.figure(args.plot, ncols=2, figsize=(9, 3.5)) as (fig, (a1, a2)):
+            a1.plot(e, mse, "o-")
+            a1.set(xlabel="epoch", ylabel="training MSE (scaled)", title=f"{size} ranks")
+            a2.plot(e, val, "o-", label="GRU")
+            a2.axhline(naive, color="gray", ls="--", label="naive last value (test)")
+            a2.set(xlabel="epoch", ylabel="validation MAE", title="data-parallel GRU")
+            a2.legend()
     say(f"test MAE: {mae:.3f} (naive last-value {naive:.3f}, seasonal naive {seasonal:.3f})")
     return mae
 

@@ -22,18 +22,11 @@ hours earlier). Metric: mean absolute error over the 12 horizons, in series unit
 
 Last line: `test MAE: <gru> (naive last-value <naive>, seasonal naive <seasonal>)`.
 """
-import argparse
-import time
-
 import numpy as np
 
 import fastrnn
 from fastrnn import nn, optim
-
-try:
-    from tqdm import tqdm
-except ImportError:                       # the progress bar is optional
-    tqdm = None
+import _common
 
 W, K = 72, 12
 
@@ -101,16 +94,8 @@ def predict(model, x, last, scale, batch=1024):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--weeks", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", metavar="PNG", help="save test forecasts to this file")
-    args = ap.parse_args(argv)
+    ap = _common.parser(__doc__, epochs=None, weeks=None, batch=64, hidden=32, lr=5e-3)
+    args = _common.parse(ap, argv)
     epochs = args.epochs or (4 if args.quick else 15)
     weeks = args.weeks or (20 if args.quick else 40)
 
@@ -126,23 +111,18 @@ def main(argv=None):
     N = xtr.shape[1]
     epoch_times = []
     for epoch in range(epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(N)
-        starts = range(0, N, args.batch)
-        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{epochs}", disable=None) if tqdm \
-            else starts
-        losses = []
-        for i in bar:
-            idx = order[i:i + args.batch]
-            opt.zero_grad()
+        blocks = _common.batches(rng, N, args.batch)
+
+        def step(k):
+            idx = blocks[k]
             loss, d = nn.mse(model(rel_x[:, idx]), rel_y[:, idx].T.astype(np.float32))
-            model.backward(d)
-            optim.clip_grad_norm(model.modules, 1.0)
-            opt.step()
-            losses.append(loss)
-            if tqdm:
-                bar.set_postfix(mse=f"{np.mean(losses[-20:]):.4f}")
-        epoch_times.append(time.perf_counter() - t0)
+            _common.update(model, opt, d, 1.0)
+            return loss
+
+        with _common.Timer() as t:
+            losses = _common.train(step, len(blocks), quick=args.quick, name="mse",
+                                   every=len(blocks), desc=f"epoch {epoch + 1}/{epochs}")
+        epoch_times.append(t.seconds)
         val_mae = np.abs(predict(model, xva, lva, scale) - yva).mean()
         print(f"epoch {epoch + 1}: train mse {np.mean(losses):.4f} (scaled), validation "
               f"MAE {val_mae:.3f}, {epoch_times[-1]:.1f}s", flush=True)
@@ -155,25 +135,19 @@ def main(argv=None):
     print(f"{np.mean(epoch_times):.1f}s per epoch ({N} windows, batch {args.batch})")
 
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(9, 3.5))
-        origins = np.arange(n - K + 1 - xte.shape[1], n - K + 1)   # the test windows'
-        span = slice(0, 24 * 5)
-        t = origins[span]
-        ax.plot(t, series[t], color="k", lw=1, label="series")
-        for j, o in enumerate(range(0, 24 * 5 - K, K)):
-            tt = origins[o] + np.arange(K)
-            ax.plot(tt, pred[:, o], color="C1", lw=2, label="GRU forecast" if j == 0 else None)
-            ax.plot(tt, np.full(K, lte[o]), color="C0", ls="--", lw=1,
-                    label="naive last value" if j == 0 else None)
-        ax.set(xlabel="hour", ylabel="value",
-               title=f"12-hour forecasts on the test part (MAE GRU {mae:.2f}, naive {naive:.2f})")
-        ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"saved {args.plot}")
+        with _common.figure(args.plot, figsize=(9, 3.5)) as (fig, ax):
+            origins = np.arange(n - K + 1 - xte.shape[1], n - K + 1)   # the test windows'
+            t = origins[:24 * 5]
+            ax.plot(t, series[t], color="k", lw=1, label="series")
+            for j, o in enumerate(range(0, 24 * 5 - K, K)):
+                tt = origins[o] + np.arange(K)
+                ax.plot(tt, pred[:, o], color="C1", lw=2,
+                        label="GRU forecast" if j == 0 else None)
+                ax.plot(tt, np.full(K, lte[o]), color="C0", ls="--", lw=1,
+                        label="naive last value" if j == 0 else None)
+            ax.set(xlabel="hour", ylabel="value", title=f"12-hour forecasts on the test part "
+                   f"(MAE GRU {mae:.2f}, naive {naive:.2f})")
+            ax.legend(loc="upper left", fontsize=8)
     print(f"test MAE: {mae:.3f} (naive last-value {naive:.3f}, seasonal naive "
           f"{seasonal_mae:.3f})")
     return mae, naive

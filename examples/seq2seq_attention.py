@@ -27,18 +27,11 @@ of one test string (for reversal, the anti-diagonal).
 
 Last line: `exact-match accuracy: <percent>%`.
 """
-import argparse
-import time
-
 import numpy as np
 
 import fastrnn
 from fastrnn import nn, optim
-
-try:
-    from tqdm import tqdm
-except ImportError:                       # the progress bar is optional
-    tqdm = None
+import _common
 
 BOS, EOS, PAD = 10, 11, 12                # digits are tokens 0-9
 V = 13
@@ -180,39 +173,30 @@ def exact_match(model, strings, task):
     return ok / len(strings)
 
 
-def plot_attention(model, s, task, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_attention(model, s, task, path, history):
+    """The attention map of one test string, beside the learning curve."""
     src, src_len, _, tgt, _ = batchify([s], task)
     preds, w = model.decode(src, src_len, max_len=len(s) + 2)
     out = list(preds[0])
     n = out.index(EOS) + 1 if EOS in out else len(out)
     names = [str(t) if t < 10 else "<eos>" for t in out[:n]]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.imshow(w[0, :n, :len(s)], cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(s)), [str(c) for c in s])
-    ax.set_yticks(range(n), names)
-    ax.set(xlabel="source", ylabel="output (greedy)", title=f"attention, task '{task}'")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"saved {path}")
+    with _common.figure(path, ncols=2, figsize=(9, 4.2),
+                        gridspec_kw={"width_ratios": [1.3, 1]}) as (fig, (a1, a2)):
+        a1.semilogy(*_common.smooth(history, 20))
+        a1.set(xlabel="training step", ylabel="cross-entropy (running mean)",
+               title="learning curve")
+        im = a2.imshow(w[0, :n, :len(s)], cmap="viridis", vmin=0, vmax=1)
+        a2.set_xticks(range(len(s)), [str(c) for c in s])
+        a2.set_yticks(range(n), names)
+        a2.set(xlabel="source", ylabel="output (greedy)", title=f"attention, task '{task}'")
+        fig.colorbar(im, ax=a2, fraction=0.046)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (well under a minute)")
+    ap = _common.parser(__doc__, steps=None, batch=64, hidden=64, embed=16, min_len=3,
+                        max_len=8, lr=5e-3)
     ap.add_argument("--task", choices=("reverse", "sort"), default="reverse")
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--min-len", type=int, default=3)
-    ap.add_argument("--max-len", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", metavar="PNG", help="save an attention map to this file")
-    args = ap.parse_args(argv)
+    args = _common.parse(ap, argv)
     steps = args.steps or (700 if args.quick else 3000)
 
     rng = np.random.default_rng(args.seed)
@@ -221,26 +205,20 @@ def main(argv=None):
     held_out = set(test)
     model = Seq2Seq(args.embed, args.hidden, args.seed)
     opt = optim.Adam(model.modules, lr=args.lr)
-    history = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc="train", disable=None) if tqdm else range(steps)
-    for step in bar:
+
+    def step(i):
         strings = [s for s in make_strings(rng, args.batch, args.min_len, args.max_len)
                    if s not in held_out]
         src, src_len, dec_in, tgt, tgt_len = batchify(strings, args.task)
         mask = np.arange(tgt.shape[0])[:, None] < tgt_len[None, :]
-        opt.zero_grad()
         loss, d_logits = nn.softmax_cross_entropy(model.forward(src, src_len, dec_in, tgt_len),
                                                   tgt, mask=mask)
-        model.backward(d_logits)
-        optim.clip_grad_norm(model.modules, 5.0)
-        opt.step()
-        history.append(loss)
-        if tqdm:
-            bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
-        elif (step + 1) % 250 == 0:
-            print(f"step {step + 1}: loss {np.mean(history[-250:]):.4f}", flush=True)
-    elapsed = time.perf_counter() - t0
+        _common.update(model, opt, d_logits, 5.0)
+        return loss
+
+    with _common.Timer() as t:
+        history = _common.train(step, steps, quick=args.quick)
+    elapsed = t.seconds
     acc = exact_match(model, test, args.task)
     print(f"trained {steps} steps of batch {args.batch} in {elapsed:.1f}s "
           f"({1e3 * elapsed / steps:.1f} ms/step); final loss {np.mean(history[-50:]):.4f}")
@@ -251,7 +229,7 @@ def main(argv=None):
         print(f"  {''.join(map(str, s))} -> {''.join(map(str, p))}")
     if args.plot:
         plot_attention(model, test[int(np.argmax([len(s) for s in test]))], args.task,
-                       args.plot)
+                       args.plot, history)
     print(f"exact-match accuracy: {100 * acc:.1f}%")
     return acc
 

@@ -161,10 +161,18 @@ class Embedding(Module):
     Initialised N(0, 1) as `torch.nn.Embedding`. With `padding_idx`, that row starts at zero
     and gets no gradient. `backward(d_y)` adds to `grads["weight"]` and returns None
     (indices have no gradient).
+
+    `sparse=True` (large tables of which a batch touches a few rows, as in word2vec):
+    `backward` leaves `grads["weight"]` at zero and accumulates only the rows it touched in
+    `sparse_grad = (rows, values)`: `rows` (R,) the distinct row indices, `values` (R, dim)
+    their summed gradients. `sparse_sgd_step(lr)` applies `weight[rows] -= lr * values`,
+    and `zero_grad()` clears `sparse_grad`; both cost O(R dim), not O(num_embeddings dim).
+    The dense optimisers and clipping in `fastrnn.optim` see only `grads`, so they do not
+    update a sparse table.
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *,
-                 dtype=np.float32, seed=None):
+                 sparse=False, dtype=np.float32, seed=None):
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("embedding_dim", embedding_dim)
         if padding_idx is not None:
@@ -175,6 +183,10 @@ class Embedding(Module):
                                  f"got {padding_idx!r}")
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
+        if not isinstance(sparse, (bool, np.bool_)):
+            raise TypeError(f"sparse must be a bool, got {type(sparse).__name__}")
+        self.sparse = bool(sparse)
+        self.sparse_grad = None
         self.dtype = _check_dtype(dtype)
         rng = as_generator(seed)
         w = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
@@ -186,7 +198,8 @@ class Embedding(Module):
 
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
-                f"padding_idx={self.padding_idx}, dtype={self.dtype.name})")
+                f"padding_idx={self.padding_idx}, sparse={self.sparse}, "
+                f"dtype={self.dtype.name})")
 
     def __call__(self, indices, training=None):
         idx = np.asarray(indices)
@@ -208,8 +221,34 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = flat != self.padding_idx
             flat, d2 = flat[keep], d2[keep]
-        np.add.at(self.grads["weight"], flat, d2)
+        if not self.sparse:
+            np.add.at(self.grads["weight"], flat, d2)
+            return None
+        if self.sparse_grad is not None:               # accumulate, as the dense path does
+            flat = np.concatenate([self.sparse_grad[0], flat])
+            d2 = np.concatenate([self.sparse_grad[1], d2])
+        rows, inverse = np.unique(flat, return_inverse=True)
+        values = np.zeros((len(rows), self.embedding_dim), dtype=self.dtype)
+        np.add.at(values, inverse.reshape(-1), d2)
+        self.sparse_grad = (rows, values)
         return None
+
+    def zero_grad(self):
+        """Zero `grads` and drop `sparse_grad`."""
+        super().zero_grad()
+        self.sparse_grad = None
+
+    def sparse_sgd_step(self, lr):
+        """Plain SGD on the touched rows only: `weight[rows] -= lr * values` (sparse=True)."""
+        if not self.sparse:
+            raise ValueError("sparse_sgd_step needs Embedding(..., sparse=True); a dense "
+                             "table is updated by the optimisers in fastrnn.optim")
+        if (not isinstance(lr, numbers.Real) or isinstance(lr, bool)
+                or not np.isfinite(lr) or lr <= 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if self.sparse_grad is not None:
+            rows, values = self.sparse_grad
+            self.params["weight"][rows] -= self.dtype.type(lr) * values
 
 
 def _float_array(name, a):
