@@ -42,7 +42,7 @@ class _CellBase(Module):
         self.dtype = _check_dtype(dtype)
         rng = as_generator(seed)
         self._backend = backend     # private: a functional module (tests pass reference)
-        self._steps = []            # (cache, unbatched) of the calls not yet backpropagated
+        self._steps = []            # (cache, B, unbatched) of the calls not backpropagated yet
         k = 1.0 / np.sqrt(self.hidden_size)
         self.params = {name: rng.uniform(-k, k, shape).astype(self.dtype)
                        for name, shape in self._param_shapes()}
@@ -139,7 +139,7 @@ class _CellBase(Module):
         keep = self._keeps_cache()
         new, cache = self._step(x.reshape(1, -1, self.input_size), states, keep)
         if keep:
-            self._steps.append((cache, unbatched))
+            self._steps.append((cache, x.reshape(-1, self.input_size).shape[0], unbatched))
         new = tuple(s[0] if unbatched else s for s in new)
         return new if len(new) > 1 else new[0]
 
@@ -169,8 +169,7 @@ class _CellBase(Module):
                              "backward (each call with gradients on pushes one, each "
                              "backward pops the most recent; calls under fastrnn.no_grad() "
                              "or after requires_grad_(False) push nothing)")
-        cache, unbatched = self._steps[-1]
-        B = cache.x.shape[1]
+        cache, B, unbatched = self._steps[-1]
         shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         grads = [dh] if len(self._states) == 1 else [dh, dc]
         if len(self._states) == 1 and dc is not None:
