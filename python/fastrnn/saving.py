@@ -42,7 +42,8 @@ def save(obj, path):
 def load(path):
     """Read a state dict written by `save` (or `np.savez`): a dict name -> ndarray, in the
     saved order. Object arrays are refused (allow_pickle=False), so loading runs no code."""
-    with np.load(path, allow_pickle=False) as z:
-        if not hasattr(z, "files"):
-            raise ValueError(f"path must be an .npz archive, got a single array in {path!r}")
+    z = np.load(path, allow_pickle=False)
+    if not hasattr(z, "files"):
+        raise ValueError(f"path must be an .npz archive, got a single array in {path!r}")
+    with z:
         return {name: z[name] for name in z.files}

@@ -48,7 +48,7 @@ def _numpy(value):
 
 def _int_vector(name, value):
     a = np.asarray(_numpy(value))
-    if a.dtype == np.bool_ or a.dtype.kind not in "iu":
+    if a.size and (a.dtype == np.bool_ or a.dtype.kind not in "iu"):
         raise TypeError(f"{name} must be a 1-D integer array, got dtype {a.dtype}")
     if a.ndim != 1:
         raise ArgumentError(f"{name} must be 1-D, got shape {a.shape}")
