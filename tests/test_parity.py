@@ -375,6 +375,38 @@ def test_no_grad_is_thread_local_and_a_decorator():
 
     assert serve() is False
     assert seen["enabled"] is True                   # another thread keeps gradients on
+
+    @no_grad()
+    def depth(n):
+        return depth(n - 1) if n else fastrnn.is_grad_enabled()
+    assert depth(3) is False and fastrnn.is_grad_enabled()   # re-entered, then restored
+
+    # one decorator instance entered by two threads whose settings differ: A (under
+    # no_grad) enters, B (gradients on) enters, A leaves first and must get its own back
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    @no_grad()
+    def step(entered, wait):
+        entered.set()
+        wait.wait(10)
+
+    def thread_a():
+        with no_grad():
+            step(a_in, b_in)
+            seen["a"] = fastrnn.is_grad_enabled()
+        a_out.set()
+
+    def thread_b():
+        a_in.wait(10)
+        step(b_in, a_out)
+        seen["b"] = fastrnn.is_grad_enabled()
+
+    threads = [threading.Thread(target=f) for f in (thread_a, thread_b)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert seen["a"] is False and seen["b"] is True
     layer(np.ones((2, 1, 3)))
     layer.backward(None)
 

@@ -19,19 +19,24 @@ def is_grad_enabled():
     return getattr(_state, "enabled", True)
 
 
+def _previous():
+    """This thread's stack of the settings that the open contexts replaced. Kept per thread,
+    not per instance: one decorator instance is entered by many threads and recursively."""
+    if not hasattr(_state, "previous"):
+        _state.previous = []
+    return _state.previous
+
+
 class _GradMode(contextlib.ContextDecorator):
     _mode = True
 
-    def __init__(self):
-        self._previous = []            # a stack: one instance may be entered re-entrantly
-
     def __enter__(self):
-        self._previous.append(is_grad_enabled())
+        _previous().append(is_grad_enabled())
         _state.enabled = self._mode
         return self
 
     def __exit__(self, *exc):
-        _state.enabled = self._previous.pop()
+        _state.enabled = _previous().pop()
         return False
 
 
