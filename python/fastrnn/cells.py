@@ -34,6 +34,7 @@ class _CellBase(Module):
     _kind = None            # "lstm" | "gru" | "rnn": fastrnn.functional.*_forward / _backward
     _gates = None
     _states = ("h",)
+    _hx_names = ("hx",)     # the states' names in messages
 
     def __init__(self, input_size, hidden_size, bias, dtype, seed, backend):
         self.input_size = _check_size("input_size", input_size)
@@ -132,9 +133,7 @@ class _CellBase(Module):
         unbatched = x.ndim == 1
         x = self._check_array("x", x, x.shape[:-1] + (self.input_size,))
         shape = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
-        names = tuple(f"hx[{i}]" for i in range(len(self._states))) \
-            if len(self._states) > 1 else ("hx",)
-        states = self._check_states(names, hx, shape)
+        states = self._check_states(self._hx_names, hx, shape)
         self._check_params()
         keep = self._keeps_cache()
         new, cache = self._step(x.reshape(1, -1, self.input_size), states, keep)
@@ -202,6 +201,7 @@ class LSTMCell(_CellBase):
     """
 
     _kind, _gates, _states = "lstm", 4, ("h", "c")
+    _hx_names = ("hx[0]", "hx[1]")
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None,
                  _backend=None):
