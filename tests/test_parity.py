@@ -506,8 +506,8 @@ ERROR_CASES = [
     ("layer-hx-batch", lambda: _lstm_pair()[0](torch.zeros(2, 5, 3, dtype=torch.float64),
                                                (torch.zeros(1, 4, 4, dtype=torch.float64),) * 2),
      lambda: _lstm_pair()[1](np.zeros((2, 5, 3)), (np.zeros((1, 4, 4)),) * 2), "h_0"),
-    ("layer-unbatched-hx-3d", lambda: _lstm_pair()[0](torch.zeros(2, 3, dtype=torch.float64),
-                                                      (torch.zeros(1, 5, 4, dtype=torch.float64),) * 2),
+    ("layer-unbatched-hx-3d", lambda: _lstm_pair()[0](
+        torch.zeros(2, 3, dtype=torch.float64), (torch.zeros(1, 5, 4, dtype=torch.float64),) * 2),
      lambda: _lstm_pair()[1](np.zeros((2, 3)), (np.zeros((1, 5, 4)),) * 2), "h_0"),
     ("layer-packed-batch-sizes", lambda: _packed_bad_torch(),
      lambda: _packed_bad(_lstm_pair()[1]), "batch_sizes"),

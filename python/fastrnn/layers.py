@@ -161,8 +161,9 @@ class _RNNBase(Module):
             raise TypeError(f"{name} must be a numpy.ndarray of dtype {self.dtype.name}, "
                             f"got {type(a).__name__}")
         if a.dtype != self.dtype:
-            raise ArgumentTypeError(f"{name} must have dtype {self.dtype.name} (the layer's dtype), "
-                             f"got {a.dtype}; convert with .astype(np.{self.dtype.name})")
+            raise ArgumentTypeError(f"{name} must have dtype {self.dtype.name} (the layer's "
+                                    f"dtype), got {a.dtype}; convert with "
+                                    f".astype(np.{self.dtype.name})")
         if a.shape != tuple(shape):
             raise ArgumentError(f"{name} must have shape {tuple(shape)} {what}, got {a.shape}")
         return a

@@ -29,7 +29,8 @@ from ._checks import check_flag
 from ._errors import ArgumentError, ArgumentTypeError
 from .grad_mode import is_grad_enabled
 
-__all__ = ["Module", "IncompatibleKeys", "Dense", "Embedding", "softmax_cross_entropy", "mse", "as_generator"]
+__all__ = ["Module", "IncompatibleKeys", "Dense", "Embedding", "softmax_cross_entropy", "mse",
+           "as_generator"]
 
 _DTYPES = (np.float32, np.float64)
 
