@@ -452,6 +452,9 @@ def test_dtype_conversion_and_zero_grad():
     dense = fastrnn.nn.Dense(3, 2).double()
     assert [n for n, _ in dense.named_parameters()] == ["weight", "bias"]
     assert dense(np.ones((1, 3))).dtype == F64
+    other = fastrnn.nn.Dense(3, 2, seed=1).double()
+    other.load_state_dict(dense.state_dict())        # the blocks share the module surface
+    np.testing.assert_array_equal(other(np.ones((1, 3))), dense(np.ones((1, 3))))
 
 
 def test_save_load_round_trip_with_torch(tmp_path):
