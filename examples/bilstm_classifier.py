@@ -70,6 +70,7 @@ class Classifier:
         self.embed.backward(dx)
 
 
+@fastrnn.no_grad()                       # evaluation keeps no backward cache
 def evaluate(model, tokens, lengths, labels, batch=500):
     pred = np.concatenate([model(tokens[i:i + batch], lengths[i:i + batch],
                                  training=False).argmax(-1)

@@ -56,6 +56,7 @@ class Adder:
         self.rnn.backward(d_out)              # BPTT through all T steps
 
 
+@fastrnn.no_grad()                       # evaluation keeps no backward cache
 def accuracy(model, pairs, batch=4096):
     correct = 0
     for i in range(0, len(pairs), batch):

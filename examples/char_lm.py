@@ -73,6 +73,7 @@ def streams(data, batch):
     return data[:n * batch].reshape(batch, n).T
 
 
+@fastrnn.no_grad()                       # evaluation keeps no backward cache
 def evaluate(model, data, batch=16, chunk=256):
     """Mean cross-entropy in bits per character, read statefully in `batch` streams."""
     s = streams(data, batch)
@@ -87,6 +88,7 @@ def evaluate(model, data, batch=16, chunk=256):
     return nats / count / math.log(2)
 
 
+@fastrnn.no_grad()                       # evaluation keeps no backward cache
 def sample(model, chars, prompt, n, temperature, rng):
     """Feed `prompt`, then draw n characters one at a time from softmax(logits / temperature)."""
     index = {c: i for i, c in enumerate(chars)}

@@ -86,6 +86,7 @@ def baseline_maes(x, y, last):
     return np.abs(last[None, :] - y).mean(), np.abs(x[W - 24:W - 24 + K] - y).mean()
 
 
+@fastrnn.no_grad()                       # evaluation keeps no backward cache
 def predict(model, x, last, scale, batch=1024):
     rel = (x - last) / scale
     out = np.concatenate([model(rel[:, i:i + batch], training=False)

@@ -408,8 +408,13 @@ def bad_call_values(cls):
     x = lambda: np.zeros((T, B, I), F32)        # noqa: E731
     s = layer_states(cls, np.zeros(SH, F32))
     cases = [
-        ("x-list", lambda: dict(x=x().tolist()), TypeError, r"x must be a numpy.ndarray \(T, B, I\) of dtype float32, got list"),
-        ("x-rank2", lambda: dict(x=x()[0]), ValueError, r"x must be a rank-3 numpy.ndarray \(T, B, I\), got shape \(3, 4\)"),
+        ("x-list", lambda: dict(x=x().tolist()), TypeError, r"x must be a numpy.ndarray \(T, B, I\) or \(T, I\) of dtype float32, or a PackedSequence, got list"),
+        ("x-rank4", lambda: dict(x=x()[None]), ValueError, r"x must be a rank-3 numpy.ndarray \(T, B, I\) or a rank-2 \(T, I\) one \(unbatched\), got shape \(1, 5, 3, 4\)"),
+        ("x-rank1", lambda: dict(x=x()[0, 0]), ValueError, r"x must be a rank-3 .* got shape \(4,\)"),
+        ("x-rank2-features", lambda: dict(x=x()[:, 0, :2]), ValueError, r"x must have shape \(5, 4\) \(T, input_size\), got \(5, 2\)"),
+        ("x-rank2-lengths", lambda: dict(x=x()[:, 0], lengths=np.array([5])), ValueError, r"lengths must be None for unbatched"),
+        ("x-rank2-batched-hx", lambda: dict(x=x()[:, 0], hx=s), ValueError,
+         r"[hc]_0 must have shape \(4, 6\) \(num_layers \* num_directions, hidden_size\) for unbatched x, got \(4, 3, 6\)"),
         ("x-float64", lambda: dict(x=x().astype(np.float64)), TypeError, r"x must have dtype float32 \(the layer's dtype\), got float64"),
         ("x-int", lambda: dict(x=x().astype(int)), TypeError, r"x must have dtype float32 .*got int64"),
         ("x-complex", lambda: dict(x=x().astype(np.complex64)), TypeError, r"x must have dtype float32 .*got complex64"),
@@ -504,8 +509,9 @@ def test_layer_backward_sequence_errors(name, backend):
     layer.backward(None)
     with pytest.raises(ValueError, match="consumed by a previous backward"):
         layer.backward(None)
-    layer(x, training=False)
-    with pytest.raises(ValueError, match="inference mode"):
+    with fastrnn.no_grad():
+        layer(x)
+    with pytest.raises(ValueError, match="gradients off"):
         layer.backward(None)
 
 
@@ -705,3 +711,206 @@ def test_reference_variant_options_rejected(kwargs, exc, match):
     args = dict(x=x, w_ih=w_ih, w_hh=w_hh)
     with pytest.raises(exc, match=match):
         call_unmodified(reference.lstm_forward, **args, **kwargs)
+
+# -- cells, packed sequences, gradient mode, save/load (issue #20) ----------------------------
+
+CELLS_API = {"LSTMCell": fastrnn.LSTMCell, "GRUCell": fastrnn.GRUCell, "RNNCell": fastrnn.RNNCell}
+
+
+def cell_states(cls, value):
+    return (value, value) if cls is fastrnn.LSTMCell else value
+
+
+def bad_cell_calls(cls):
+    x = lambda: np.zeros((B, I), F32)        # noqa: E731
+    s = np.zeros((B, H), F32)
+    cases = [
+        ("x-list", lambda: dict(x=x().tolist()), TypeError, r"x must be a numpy.ndarray \(B, I\) or \(I,\) of dtype float32, got list"),
+        ("x-rank3", lambda: dict(x=x()[None]), ValueError, r"x must be 1-D \(I,\) or 2-D \(B, I\), got shape \(1, 3, 4\)"),
+        ("x-rank0", lambda: dict(x=np.zeros((), F32)), ValueError, r"x must be 1-D"),
+        ("x-float64", lambda: dict(x=x().astype(np.float64)), TypeError, r"x must have dtype float32 \(the cell's dtype\), got float64"),
+        ("x-features", lambda: dict(x=np.zeros((B, I + 1), F32)), ValueError, r"x must have shape \(3, 4\), got \(3, 5\)"),
+        ("hx-batch", lambda: dict(x=x(), hx=cell_states(cls, np.zeros((B + 1, H), F32))), ValueError, r"hx.* must have shape \(3, 6\), got \(4, 6\)"),
+        ("hx-unbatched-x", lambda: dict(x=x()[0], hx=cell_states(cls, s)), ValueError, r"hx.* must have shape \(6,\), got \(3, 6\)"),
+        ("hx-dtype", lambda: dict(x=x(), hx=cell_states(cls, s.astype(np.float64))), TypeError, r"hx.* must have dtype float32"),
+    ]
+    if cls is fastrnn.LSTMCell:
+        cases += [("hx-array", lambda: dict(x=x(), hx=s), ValueError, r"the LSTMCell states must be a tuple \(hx\[0\], hx\[1\]\) or None, got ndarray"),
+                  ("hx-one", lambda: dict(x=x(), hx=(s,)), ValueError, r"states must be a tuple .*got a tuple of 1"),
+                  ("hx-list-entry", lambda: dict(x=x(), hx=(s.tolist(), s)), TypeError, r"hx\[0\] must be a numpy.ndarray")]
+    else:
+        cases += [("hx-tuple", lambda: dict(x=x(), hx=(s, s)), TypeError, rf"hx must be a numpy.ndarray or None \(a {cls.__name__} has one state\)")]
+    return cases
+
+
+CELL_CALL_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
+                   for name, cls in CELLS_API.items() for backend in BACKENDS
+                   for case in bad_cell_calls(cls)]
+
+
+@pytest.mark.parametrize("name, backend, case, make, exc, match", CELL_CALL_CASES)
+def test_cell_call_rejects(name, backend, case, make, exc, match):
+    cell = CELLS_API[name](I, H, seed=0, _backend=BACKENDS[backend])
+    params = cell.state_dict()
+    with pytest.raises(exc, match=match):
+        call_unmodified(cell, **make())
+    for k, v in cell.params.items():
+        np.testing.assert_array_equal(v, params[k])
+    with pytest.raises(ValueError, match="no call is waiting for its backward"):
+        cell.backward(None)             # a refused call pushes nothing
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", list(CELLS_API))
+def test_cell_backward_rejects_and_keeps_its_cache(name, backend):
+    cell = CELLS_API[name](I, H, seed=0, _backend=BACKENDS[backend])
+    dh = np.ones((B, H), F32)
+    cell(np.ones((B, I), F32), cell_states(CELLS_API[name], dh))   # h != 0: dW_hh != 0
+    bad = [(dict(dh=dh[:1]), ValueError, r"dh must have shape \(3, 6\), got \(1, 6\)"),
+           (dict(dh=dh.astype(np.float64)), TypeError, r"dh must have dtype float32"),
+           (dict(dh=dh.tolist()), TypeError, r"dh must be a numpy.ndarray")]
+    if name == "LSTMCell":
+        bad.append((dict(dh=dh, dc=dh[0]), ValueError, r"dc must have shape \(3, 6\)"))
+    else:
+        bad.append((dict(dh=dh, dc=dh), TypeError, rf"dc must be None: a {name} has one state"))
+    for kwargs, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            call_unmodified(cell.backward, **kwargs)
+    assert not any(g.any() for g in cell.grads.values())      # nothing accumulated
+    cell.backward(dh)                                         # the cache is still there
+    assert all(g.any() for g in cell.grads.values())
+
+
+@pytest.mark.parametrize("name", list(CELLS_API))
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(input_size=0), ValueError, r"input_size must be a positive int, got 0"),
+    (dict(hidden_size="4"), TypeError, r"hidden_size must be a positive int, got '4'"),
+    (dict(bias="yes"), TypeError, r"bias must be a bool, got str"),
+    (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64"),
+    (dict(seed=-1), ValueError, r"seed must be a non-negative int"),
+])
+def test_cell_constructor_rejects(name, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        CELLS_API[name](**dict(dict(input_size=I, hidden_size=H), **kwargs))
+
+
+def test_cell_options_of_the_cells_rejected():
+    with pytest.raises(ValueError, match=r"nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        fastrnn.RNNCell(I, H, nonlinearity="sigmoid")
+    with pytest.raises(TypeError, match=r"reset_after must be a bool, got int"):
+        fastrnn.GRUCell(I, H, reset_after=1)
+
+
+P = fastrnn.utils.rnn.PackedSequence
+
+
+def bad_packed():
+    """(name, packed x for a GRU(I, H) layer, exc, pattern): inconsistent batch_sizes and
+    indices, wrong data."""
+    d = np.zeros((6, I), F32)
+    return [
+        ("sizes-sum", P(d, np.array([3, 2])), ValueError, r"x.batch_sizes must add up to the 6 rows of x.data, got a sum of 5"),
+        ("sizes-increasing", P(d, np.array([2, 4])), ValueError, r"x.batch_sizes must be a non-empty, non-increasing"),
+        ("sizes-zero", P(d, np.array([6, 0])), ValueError, r"x.batch_sizes must be .* positive counts"),
+        ("sizes-empty", P(d[:0], np.array([], int)), ValueError, r"x.batch_sizes must be a non-empty"),
+        ("sizes-float", P(d, np.array([3.0, 3.0])), TypeError, r"x.batch_sizes must be a 1-D integer array, got dtype float64"),
+        ("sizes-2d", P(d, np.array([[3, 3]])), ValueError, r"x.batch_sizes must be 1-D"),
+        ("sorted-not-perm", P(d, np.array([3, 3]), np.array([0, 0, 1]), None), ValueError, r"x.sorted_indices must be a permutation of 0..2"),
+        ("sorted-length", P(d, np.array([3, 3]), np.array([0, 1]), None), ValueError, r"x.sorted_indices must be a permutation"),
+        ("unsorted-not-inverse", P(d, np.array([3, 3]), np.array([1, 2, 0]), np.array([1, 2, 0])), ValueError,
+         r"x.unsorted_indices must be the inverse permutation of sorted_indices, \[2, 0, 1\]"),
+        ("data-features", P(np.zeros((6, I + 1), F32), np.array([3, 3])), ValueError, r"x.data must have shape \(6, 4\) \(N, input_size\)"),
+        ("data-dtype", P(d.astype(np.float64), np.array([3, 3])), TypeError, r"x.data must have dtype float32"),
+        ("data-list", P(d.tolist(), np.array([3, 3])), TypeError, r"x.data must be a numpy.ndarray or a torch tensor, got list"),
+        ("data-0d", P(np.zeros((), F32), np.array([3, 3])), ValueError, r"x.data must have shape \(N, \*\)"),
+    ]
+
+
+@pytest.mark.parametrize("case, packed, exc, match", bad_packed(), ids=[c[0] for c in bad_packed()])
+def test_layer_rejects_inconsistent_packed_input(case, packed, exc, match):
+    layer = GRU(I, H, seed=0)
+    with pytest.raises(exc, match=match):
+        call_unmodified(layer, packed)
+    with pytest.raises(ValueError, match="no forward pass has run yet"):
+        layer.backward(None)
+
+
+def test_packed_call_and_backward_argument_errors():
+    rnn = fastrnn.utils.rnn
+    layer = GRU(I, H, seed=0)
+    packed = rnn.pack_padded_sequence(np.ones((T, B, I), F32), [5, 3, 1])
+    with pytest.raises(ValueError, match=r"lengths must be None when x is a PackedSequence"):
+        layer(packed, lengths=np.array([5, 3, 1]))
+    out, _ = layer(packed)
+    with pytest.raises(ValueError, match=r"d_out must have shape \(9, 6\) \(the shape of out.data\), got \(9, 5\)"):
+        call_unmodified(layer.backward, np.ones((9, H - 1), F32))
+    with pytest.raises(ValueError, match=r"d_out.batch_sizes must add up"):
+        layer.backward(P(out.data, np.array([3, 3])))
+    dx, _ = layer.backward(out)                 # the cache survived the refusals
+    assert dx.data.shape == (9, I)
+
+
+def bad_rnn_utils():
+    rnn = fastrnn.utils.rnn
+    x = np.zeros((T, B, I), F32)
+    good = rnn.pack_padded_sequence(x, [5, 3, 1])
+    return [
+        ("pack-input-list", lambda: rnn.pack_padded_sequence(x.tolist(), [5, 3, 1]), TypeError, r"input must be a numpy.ndarray"),
+        ("pack-input-1d", lambda: rnn.pack_padded_sequence(x[0, 0], [1]), ValueError, r"input must have shape \(T, B, \*\)"),
+        ("pack-lengths-float", lambda: rnn.pack_padded_sequence(x, [5.0, 3.0, 1.0]), TypeError, r"lengths must be a 1-D integer array, got dtype float64"),
+        ("pack-lengths-neg", lambda: rnn.pack_padded_sequence(x, [5, 3, -1]), ValueError, r"lengths must be positive"),
+        ("pack-lengths-long", lambda: rnn.pack_padded_sequence(x, [6, 3, 1]), ValueError, r"lengths must be at most 5"),
+        ("pack-lengths-count", lambda: rnn.pack_padded_sequence(x, [5, 3]), ValueError, r"lengths must have one entry per sequence, 3"),
+        ("pack-lengths-2d", lambda: rnn.pack_padded_sequence(x, [[5, 3, 1]]), ValueError, r"lengths must be 1-D"),
+        ("pack-unsorted", lambda: rnn.pack_padded_sequence(x, [3, 5, 1]), ValueError, r"lengths must be sorted in decreasing order"),
+        ("pack-batch0", lambda: rnn.pack_padded_sequence(x[:, :0], []), ValueError, r"input must hold at least one sequence"),
+        ("pack-enforce", lambda: rnn.pack_padded_sequence(x, [5, 3, 1], enforce_sorted="yes"), TypeError, r"enforce_sorted must be a bool"),
+        ("pack-batch-first", lambda: rnn.pack_padded_sequence(x, [5, 3, 1], batch_first=1), TypeError, r"batch_first must be a bool"),
+        ("pad-not-packed", lambda: rnn.pad_packed_sequence(x), TypeError, r"sequence must be a PackedSequence"),
+        ("pad-total-float", lambda: rnn.pad_packed_sequence(good, total_length=6.0), TypeError, r"total_length must be None or an int"),
+        ("pad-total-short", lambda: rnn.pad_packed_sequence(good, total_length=4), ValueError, r"total_length must be at least .* 5, got 4"),
+        ("padseq-array", lambda: rnn.pad_sequence(x), TypeError, r"sequences must be a list of numpy arrays, got ndarray"),
+        ("padseq-int", lambda: rnn.pad_sequence(3), TypeError, r"sequences must be a list"),
+        ("padseq-entry", lambda: rnn.pad_sequence([x[0], [1.0]]), TypeError, r"sequences\[1\] must be a numpy.ndarray, got list"),
+        ("padseq-0d", lambda: rnn.pad_sequence([np.zeros(())]), ValueError, r"sequences\[0\] must have shape \(L, \*\)"),
+        ("padseq-dtype", lambda: rnn.pad_sequence([x[0], x[0].astype(np.float64)]), TypeError, r"sequences\[1\] must have dtype float32"),
+        ("padseq-side", lambda: rnn.pad_sequence([x[0]], padding_side="top"), ValueError, r"padding_side must be 'right' or 'left'"),
+        ("packseq-empty-seq", lambda: rnn.pack_sequence([x[:, 0], x[:0, 0]]), ValueError, r"lengths must be positive"),
+    ]
+
+
+@pytest.mark.parametrize("case, call, exc, match", bad_rnn_utils(), ids=[c[0] for c in bad_rnn_utils()])
+def test_rnn_utils_reject(case, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_module_surface_rejects():
+    layer = LSTM(I, H, seed=0)
+    with pytest.raises(TypeError, match="requires_grad must be a bool, got str"):
+        layer.requires_grad_("no")
+    assert layer.requires_grad
+    for dtype in (np.int32, np.float16, "x"):
+        with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+            layer.to(dtype)
+    assert layer.dtype == F32 and all(p.dtype == F32 for p in layer.parameters())
+    with pytest.raises(ValueError, match="proj_size must be 0"):
+        LSTM(I, H, proj_size=2)
+
+
+def test_save_load_reject(tmp_path):
+    with pytest.raises(TypeError, match="obj must be a state dict .* got int"):
+        fastrnn.save(3, tmp_path / "a.npz")
+    with pytest.raises(TypeError, match=r"obj\['w'\] must hold numbers or bools, got dtype object"):
+        fastrnn.save({"w": np.array([None])}, tmp_path / "a.npz")
+    with pytest.raises(TypeError, match="state dict keys must be non-empty str, got 1"):
+        fastrnn.save({1: np.ones(2)}, tmp_path / "a.npz")
+    with pytest.raises(TypeError, match="path must be a file name or a binary file object, got int"):
+        fastrnn.save({"w": np.ones(2)}, 3)
+    assert not (tmp_path / "a.npz").exists()        # nothing half-written
+    np.save(tmp_path / "one.npy", np.ones(2))
+    with pytest.raises(ValueError, match="path must be an .npz archive"):
+        fastrnn.load(tmp_path / "one.npy")
+    np.savez(tmp_path / "obj.npz", w=np.array([{"code": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        fastrnn.load(tmp_path / "obj.npz")          # object arrays are never unpickled

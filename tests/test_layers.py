@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastrnn import GRU, LSTM, SimpleRNN, reference
+from fastrnn import GRU, LSTM, SimpleRNN, no_grad, reference
 
 try:
     import fastrnn.functional as cpp
@@ -134,8 +134,9 @@ def test_layer_matches_stacked_oracle(cell, combo):
     for i, (a, e) in enumerate(zip(state_tuple(st), o_st)):
         assert a.dtype == dt
         np.testing.assert_allclose(a, e, **TOL[dt], err_msg=f"state {i}")
-    # inference mode gives the same numbers and keeps no cache
-    out_eval, _ = layer(x, None if states is None else pack(states), lengths, training=False)
+    # without gradients: the same numbers and no cache
+    with no_grad():
+        out_eval, _ = layer(x, None if states is None else pack(states), lengths)
     np.testing.assert_array_equal(out_eval, out)
     assert layer._cache is None
 
@@ -433,13 +434,14 @@ def test_backward_errors(cell):
     layer.backward(d_out)                     # argument errors did not consume the cache
     with pytest.raises(ValueError, match="consumed by a previous backward"):
         layer.backward(d_out)
-    layer(x, training=False)
-    with pytest.raises(ValueError, match="inference mode"):
+    with no_grad():
+        layer(x)
+    with pytest.raises(ValueError, match="gradients off"):
         layer.backward(d_out)
-    layer.eval()(x)
-    with pytest.raises(ValueError, match="inference mode"):
+    layer.requires_grad_(False)(x)
+    with pytest.raises(ValueError, match="gradients off"):
         layer.backward(d_out)
-    layer.train()(x)
+    layer.requires_grad_(True).eval()(x)      # eval() switches dropout only: a cache is kept
     layer.backward(None)                      # None: zero gradients flow
 
 
@@ -559,9 +561,10 @@ def test_input_errors():
     x = np.zeros((T, B, I), np.float32)
     with pytest.raises(TypeError, match="x must have dtype float32.*got float64"):
         lstm(x.astype(np.float64))
-    with pytest.raises(ValueError, match=r"x must be a rank-3 numpy.ndarray \(T, B, I\)"):
-        lstm(x[0])
-    with pytest.raises(TypeError, match=r"x must be a numpy.ndarray \(T, B, I\) of dtype float32"):
+    with pytest.raises(ValueError, match=r"x must be a rank-3 numpy.ndarray \(T, B, I\) or "
+                                         r"a rank-2 \(T, I\) one \(unbatched\), got shape \(1, 5, 3, 4\)"):
+        lstm(x[None])
+    with pytest.raises(TypeError, match=r"x must be a numpy.ndarray \(T, B, I\) or \(T, I\) of dtype float32"):
         lstm([[[1.0]]])
     with pytest.raises(ValueError, match=r"x must have shape \(5, 3, 4\) \(T, B, input_size\)"):
         lstm(np.zeros((T, B, I + 1), np.float32))
@@ -602,8 +605,10 @@ def test_constructor_errors_and_repr():
         LSTM(3, 2, seed=1.5)
     with pytest.warns(UserWarning, match="does nothing"):
         LSTM(3, 2, dropout=0.5)
+    # PyTorch's options in its order (as torch prints LSTM(3, 2, num_layers=2,
+    # bidirectional=True)), then fastrnn's own options and a dtype other than float32
     assert repr(LSTM(3, 2, 2, bidirectional=True, peephole=True)) == \
-        "LSTM(3, 2, num_layers=2, peephole=True, bidirectional=True, dtype=float32)"
+        "LSTM(3, 2, num_layers=2, bidirectional=True, peephole=True)"
     assert repr(SimpleRNN(3, 2, 1, "relu", dtype=np.float64)) == \
         "SimpleRNN(3, 2, nonlinearity='relu', dtype=float64)"
 

@@ -91,11 +91,11 @@ def test_dense_backward_requires_training_forward():
     x = np.zeros((1, 3), np.float32)
     with pytest.raises(ValueError, match="no cached forward"):
         layer.backward(np.zeros((1, 2), np.float32))
-    layer.eval()
+    layer.requires_grad_(False)
     layer(x)
     with pytest.raises(ValueError, match="no cached forward"):
         layer.backward(np.zeros((1, 2), np.float32))
-    layer.train()
+    layer.requires_grad_(True).eval()       # eval() only switches dropout: a cache is kept
     layer(x)
     layer.backward(np.zeros((1, 2), np.float32))
     with pytest.raises(ValueError, match="no cached forward"):   # the cache is consumed

@@ -7,6 +7,9 @@ layer `torch.nn.LSTM/GRU/RNN` users know, with an explicit backward (DESIGN §3)
     out, (h_n, c_n) = lstm(x, (h_0, c_0)=None, lengths=None)
     dx, dh_0 = gru.backward(d_out, dh_n=None)            # LSTM: dx, (dh_0, dc_0)
 
+x may also be unbatched (T, I), with states (L*D, H), or a packed batch
+(`fastrnn.utils.rnn.PackedSequence` or torch's), as PyTorch takes them.
+
 Dimension key: T time steps, B batch, I input_size, H hidden_size, L num_layers,
 D directions (2 if bidirectional else 1), G gates (LSTM 4, GRU 3, SimpleRNN 1).
     x, dx     (T, B, I), or (B, T, I) with batch_first=True
@@ -21,27 +24,43 @@ in_k = D*H above. A peephole LSTM adds `weight_peephole_l{k}` (3, H) (rows p_i, 
 which PyTorch has no equivalent of.
 
 Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer's dtype
-(nothing is converted silently, as in PyTorch); training mode (the default) keeps the
-cache that one `backward` consumes; `backward` adds into `grads` until `zero_grad()`.
+(nothing is converted silently, as in PyTorch); a forward keeps the cache that one
+`backward` consumes unless gradients are off (`fastrnn.no_grad()`, `requires_grad_(False)`);
+`train()`/`eval()` switch dropout only; `backward` adds into `grads` until `zero_grad()`.
 """
 
 import importlib
 import numbers
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 
 from ._checks import check_flag, check_lengths
-from .nn import Module, _check_dtype, _check_size, as_generator
+from ._errors import ArgumentError, ArgumentTypeError
+from .nn import IncompatibleKeys, Module, _check_dtype, _check_size, as_generator  # noqa: F401
+from .utils import rnn as _rnn
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
 
 
-class IncompatibleKeys(NamedTuple):
-    """What `load_state_dict(..., strict=False)` did not load (as PyTorch's result)."""
-    missing_keys: list
-    unexpected_keys: list
+class _Form:
+    """How a call's arguments map to the time-major batch the kernels run on, and back:
+    "batched" (T, B, .) or (B, T, .) with batch_first, "unbatched" (T, .) with states
+    (L*D, H), or "packed" (N, .) rows of a PackedSequence (`layout`)."""
+
+    def __init__(self, kind, batch_first=False, layout=None):
+        self.kind, self.batch_first, self.layout = kind, batch_first, layout
+
+    def to_user(self, y):
+        """A time-major (T, B, F) result in the caller's form."""
+        if self.kind == "packed":
+            return self.layout.wrap(self.layout.pack(y))
+        if self.kind == "unbatched":
+            return y[:, 0]
+        return np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
+
+    def state_to_user(self, s):
+        return s[:, 0] if self.kind == "unbatched" else s
 
 
 class _RNNBase(Module):
@@ -77,7 +96,7 @@ class _RNNBase(Module):
         # instead of drawing masks (already scaled, e.g. keep / (1 - p)).
         self._dropout_masks = None
         self._cache = None
-        self._cache_status = "none"         # "none" | "train" | "eval" | "consumed"
+        self._cache_status = "none"         # "none" | "train" | "nograd" | "consumed"
         self.training = True
         # PyTorch's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)).
         k = 1.0 / np.sqrt(self.hidden_size)
@@ -121,15 +140,16 @@ class _RNNBase(Module):
         return getattr(backend, f"{self._kind}_{what}")
 
     def __repr__(self):
+        """PyTorch's repr (options that differ from the defaults, in its order), then the
+        fastrnn-only options and a dtype other than float32."""
         opts = [f"{self.input_size}, {self.hidden_size}"]
-        if self.num_layers != 1:
-            opts.append(f"num_layers={self.num_layers}")
-        opts += [f"{k}={v!r}" for k, v in self._extra_repr().items()]
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False)):
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
+                              ("dropout", 0.0), ("bidirectional", False)):
             if getattr(self, name) != default:
                 opts.append(f"{name}={getattr(self, name)!r}")
-        opts.append(f"dtype={self.dtype.name}")
+        opts += [f"{k}={v!r}" for k, v in self._extra_repr().items()]
+        if self.dtype != np.float32:
+            opts.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(opts)})"
 
     def _extra_repr(self):
@@ -142,15 +162,17 @@ class _RNNBase(Module):
             raise TypeError(f"{name} must be a numpy.ndarray of dtype {self.dtype.name}, "
                             f"got {type(a).__name__}")
         if a.dtype != self.dtype:
-            raise TypeError(f"{name} must have dtype {self.dtype.name} (the layer's dtype), "
-                            f"got {a.dtype}; convert with .astype(np.{self.dtype.name})")
+            raise ArgumentTypeError(f"{name} must have dtype {self.dtype.name} (the layer's "
+                                    f"dtype), got {a.dtype}; convert with "
+                                    f".astype(np.{self.dtype.name})")
         if a.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {tuple(shape)} {what}, got {a.shape}")
+            raise ArgumentError(f"{name} must have shape {tuple(shape)} {what}, got {a.shape}")
         return a
 
     def _check_states(self, pattern, value, B):
-        """`value` as a tuple with one entry per state, each (L*D, B, H) or None;
-        `pattern` makes the argument names ("{}_0" -> h_0, c_0)."""
+        """`value` as a tuple with one entry per state, each (L*D, B, H) or None; B None
+        means unbatched: (L*D, H) given, (L*D, 1, H) returned. `pattern` makes the
+        argument names ("{}_0" -> h_0, c_0)."""
         names = [pattern.format(s) for s in self._states]
         if len(self._states) == 1:
             values = (value,)
@@ -165,10 +187,14 @@ class _RNNBase(Module):
         else:
             raise TypeError(f"the {type(self).__name__} states must be a tuple "
                             f"({', '.join(names)}) or None, got {type(value).__name__}")
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        what = "(num_layers * num_directions, batch, hidden_size)"
-        return tuple(None if v is None else self._check_array(n, v, shape, what)
-                     for n, v in zip(names, values))
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if B is None:
+            shape, what = (LD, H), "(num_layers * num_directions, hidden_size) for unbatched x"
+        else:
+            shape, what = (LD, B, H), "(num_layers * num_directions, batch, hidden_size)"
+        checked = (None if v is None else self._check_array(n, v, shape, what)
+                   for n, v in zip(names, values))
+        return tuple(v if v is None or B is not None else v[:, None] for v in checked)
 
     def _check_params(self):
         """The parameters as used (users may replace entries of `params`), checked by name."""
@@ -193,30 +219,17 @@ class _RNNBase(Module):
 
     def __call__(self, x, hx=None, lengths=None, training=None):
         """Run the layer; see the class docstring for shapes. `training` (None = the
-        `training` attribute) keeps the backward cache and applies dropout."""
+        `training` attribute) applies dropout; the backward cache is kept unless gradients
+        are off (`fastrnn.no_grad()`, `requires_grad_(False)`)."""
         training = self._is_training(training)
-        order = "(B, T, I)" if self.batch_first else "(T, B, I)"
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"x must be a numpy.ndarray {order} of dtype {self.dtype.name}, "
-                            f"got {type(x).__name__}")
-        if x.ndim != 3:
-            raise ValueError(f"x must be a rank-3 numpy.ndarray {order}, got shape {x.shape} "
-                             "(for one sequence add a batch axis of 1)")
-        T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
-        order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-        x = self._check_array("x", x, x.shape[:2] + (self.input_size,), order)
-        if lengths is not None:
-            try:
-                lengths = check_lengths(lengths, T, B)
-            except ValueError as e:          # name the time axis the caller used
-                axis = f"x.shape[{int(self.batch_first)}]"
-                raise ValueError(str(e).replace("x.shape[0]", axis)) from None
-        states0 = self._check_states("{}_0", hx, B)
+        keep = self._keeps_cache()
+        inp, lengths, form = self._time_major(x, lengths)
+        T, B = inp.shape[:2]
+        states0 = self._check_states("{}_0", hx, None if form.kind == "unbatched" else B)
         self._check_params()
 
         forward = self._fn("forward")
         L, D = self.num_layers, self.num_directions
-        inp = np.ascontiguousarray(x.transpose(1, 0, 2)) if self.batch_first else x
         caches, masks = [], []
         finals = [[] for _ in self._states]          # per state: the L*D (B, H) rows
         for layer in range(L):
@@ -228,7 +241,7 @@ class _RNNBase(Module):
                     inp, self.params[names["w_ih"]], self.params[names["w_hh"]],
                     self.params.get(names.get("b_ih")), self.params.get(names.get("b_hh")),
                     *(None if s is None else s[i] for s in states0),
-                    lengths=lengths, reverse=bool(direction), training=training,
+                    lengths=lengths, reverse=bool(direction), training=keep,
                     **self._cell_options(layer, direction))
                 outs.append(out)
                 layer_caches.append(cache)
@@ -243,14 +256,48 @@ class _RNNBase(Module):
             caches.append(layer_caches)
             masks.append(mask)
             inp = y
-        out = np.ascontiguousarray(inp.transpose(1, 0, 2)) if self.batch_first else inp
-        state_n = tuple(np.stack(f) for f in finals)
-        if training:
-            self._cache = dict(caches=caches, masks=masks, T=T, B=B)
+        state_n = tuple(form.state_to_user(np.stack(f)) for f in finals)
+        if keep:
+            self._cache = dict(caches=caches, masks=masks, T=T, B=B, form=form)
             self._cache_status = "train"
         else:
-            self._cache, self._cache_status = None, "eval"
-        return out, self._pack(state_n)
+            self._cache, self._cache_status = None, "nograd"
+        return form.to_user(inp), self._pack(state_n)
+
+    def _time_major(self, x, lengths):
+        """x checked and made time-major (T, B, I) -> (x, lengths, _Form)."""
+        if _rnn.is_packed(x):
+            if lengths is not None:
+                raise ValueError("lengths must be None when x is a PackedSequence (its "
+                                 "batch_sizes hold the lengths)")
+            layout, data = _rnn.layout_of("x", x)
+            data = self._check_array("x.data", data, (data.shape[0], self.input_size),
+                                     "(N, input_size)")
+            return layout.pad(data), layout.lengths, _Form("packed", layout=layout)
+        order = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray {order} or (T, I) of dtype "
+                            f"{self.dtype.name}, or a PackedSequence, got {type(x).__name__}")
+        if x.ndim == 2:
+            if lengths is not None:
+                raise ValueError("lengths must be None for unbatched (T, I) x (one "
+                                 "sequence of x.shape[0] steps)")
+            x = self._check_array("x", x, (x.shape[0], self.input_size), "(T, input_size)")
+            return x[:, None], None, _Form("unbatched")
+        if x.ndim != 3:
+            raise ValueError(f"x must be a rank-3 numpy.ndarray {order} or a rank-2 (T, I) "
+                             f"one (unbatched), got shape {x.shape}")
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
+        order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        x = self._check_array("x", x, x.shape[:2] + (self.input_size,), order)
+        if lengths is not None:
+            try:
+                lengths = check_lengths(lengths, T, B)
+            except ValueError as e:          # name the time axis the caller used
+                axis = f"x.shape[{int(self.batch_first)}]"
+                raise ValueError(str(e).replace("x.shape[0]", axis)) from None
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2)) if self.batch_first else x
+        return inp, lengths, _Form("batched", self.batch_first)
 
     forward = __call__
 
@@ -263,31 +310,29 @@ class _RNNBase(Module):
         cache = self._cache
         if cache is None:
             why = {"none": "no forward pass has run yet",
-                   "eval": "the last forward pass ran in inference mode (training=False or "
-                           ".eval()), which keeps no cache",
+                   "nograd": "the last forward pass ran with gradients off (inside "
+                             "fastrnn.no_grad() or after requires_grad_(False)), which keeps "
+                             "no cache",
                    "consumed": "the cache of the last forward pass was consumed by a previous "
-                               "backward (one backward per training-mode forward)"}
+                               "backward (one backward per forward)"}
             raise ValueError(f"{type(self).__name__}.backward: {why[self._cache_status]}; run "
-                             "the layer in training mode (.train()) before each backward")
+                             "the layer with gradients on before each backward")
         return cache
 
     def backward(self, d_out, dh_n=None):
-        """Backpropagate through the last training-mode forward pass and consume its cache.
+        """Backpropagate through the last forward pass and consume its cache.
 
-        d_out: gradient of the loss w.r.t. `out` (its shape), or None for zero;
+        d_out: gradient of the loss w.r.t. `out` (its shape; for a packed forward a
+        PackedSequence or the (N, D*H) array of out.data), or None for zero;
         dh_n: w.r.t. the final states (LSTM: a tuple (dh_n, dc_n)), None entries for zero.
-        Adds the parameter gradients into `grads`; returns dx (x's shape) and the gradients
-        w.r.t. the initial states (LSTM: a tuple), (L*D, B, H), also when none were given.
+        Adds the parameter gradients into `grads`; returns dx (in x's form) and the gradients
+        w.r.t. the initial states (LSTM: a tuple), the states' shape, also when none were given.
         """
         cache = self._take_cache()
-        T, B = cache["T"], cache["B"]
+        T, B, form = cache["T"], cache["B"], cache["form"]
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        if d_out is not None:
-            shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
-            d_out = self._check_array("d_out", d_out, shape, "(the shape of out)")
-            if self.batch_first:
-                d_out = d_out.transpose(1, 0, 2)
-        d_states = self._check_states("d{}_n", dh_n, B)
+        d_out = self._time_major_grad(d_out, T, B, form)
+        d_states = self._check_states("d{}_n", dh_n, None if form.kind == "unbatched" else B)
         self._cache, self._cache_status = None, "consumed"
 
         backward = self._fn("backward")
@@ -306,8 +351,23 @@ class _RNNBase(Module):
                 self._accumulate(layer, direction, g)
             mask = cache["masks"][layer - 1] if layer else None
             d_y = d_in * mask if mask is not None else d_in
-        dx = np.ascontiguousarray(d_y.transpose(1, 0, 2)) if self.batch_first else d_y
-        return dx, self._pack(tuple(d_states0))
+        return form.to_user(d_y), self._pack(tuple(form.state_to_user(d) for d in d_states0))
+
+    def _time_major_grad(self, d_out, T, B, form):
+        """d_out checked against the forward's form, as a time-major (T, B, D*H) or None."""
+        F = self.num_directions * self.hidden_size
+        if d_out is None:
+            return None
+        if form.kind == "packed":
+            data = _rnn.layout_of("d_out", d_out)[1] if _rnn.is_packed(d_out) else d_out
+            rows = len(form.layout.rows[0])
+            data = self._check_array("d_out", data, (rows, F), "(the shape of out.data)")
+            return form.layout.pad(data)
+        if form.kind == "unbatched":
+            return self._check_array("d_out", d_out, (T, F), "(the shape of out)")[:, None]
+        shape = (B, T, F) if form.batch_first else (T, B, F)
+        d_out = self._check_array("d_out", d_out, shape, "(the shape of out)")
+        return d_out.transpose(1, 0, 2) if form.batch_first else d_out
 
     def _accumulate(self, layer, direction, g):
         names = self._names(layer, direction)
@@ -318,56 +378,24 @@ class _RNNBase(Module):
 
     # -- parameters ---------------------------------------------------------------------------
 
-    def state_dict(self):
-        """A copy of the parameters: name -> ndarray, PyTorch's names, shapes and order."""
-        return {name: p.copy() for name, p in self.params.items()}
+    def _unexpected_hint(self, unexpected):
+        if any(str(k).startswith("weight_hr_") for k in unexpected):
+            return ("(weight_hr_* comes from an LSTM with proj_size > 0, which fastrnn "
+                    "does not support.)")
+        return ""
 
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy parameters in place from `state_dict` (name -> array-like, e.g. NumPy arrays
-        or CPU torch tensors), converted to the layer's dtype.
+    @property
+    def all_weights(self):
+        """PyTorch's nested list: per layer-direction [w_ih, w_hh(, b_ih, b_hh)(, peephole)],
+        the parameter arrays themselves."""
+        return [[self.params[n] for n in self._names(layer, direction).values()]
+                for layer in range(self.num_layers) for direction in range(self.num_directions)]
 
-        strict=True: the names must equal the layer's exactly (else ValueError listing the
-        missing and unexpected names). strict=False loads the names both have and returns
-        IncompatibleKeys(missing_keys, unexpected_keys). Shapes must match in both modes.
-        Nothing is changed when an error is raised.
-        """
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(f"state_dict must be a mapping name -> array, "
-                            f"got {type(state_dict).__name__}")
-        expected = dict(self._param_shapes())
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict.keys() if k not in expected]
-        if strict and (missing or unexpected):
-            msg = [f"load_state_dict: the names do not match this {self!r}."]
-            if missing:
-                msg.append(f"Missing: {missing}.")
-            if unexpected:
-                msg.append(f"Unexpected: {unexpected}.")
-            if any(str(k).startswith("weight_hr_") for k in unexpected):
-                msg.append("(weight_hr_* comes from an LSTM with proj_size > 0, which fastrnn "
-                           "does not support.)")
-            raise ValueError(" ".join(msg))
-        loaded = {}
-        for name, shape in expected.items():
-            if name not in state_dict:
-                continue
-            value = state_dict[name]
-            if hasattr(value, "detach"):             # a torch tensor: read it, never import torch
-                value = value.detach().cpu().numpy()
-            a = np.asarray(value)
-            if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
-                raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {a.dtype}")
-            if a.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {a.shape}")
-            with np.errstate(over="ignore"):
-                converted = a.astype(self.dtype)
-            if np.any(np.isinf(converted) & np.isfinite(a)):
-                raise ValueError(f"state_dict[{name!r}] has finite values beyond the range of "
-                                 f"{self.dtype.name} (largest magnitude {np.abs(a).max():g})")
-            loaded[name] = converted
-        for name, a in loaded.items():
-            self.params[name][...] = a
-        return IncompatibleKeys(missing, unexpected)
+    def flatten_parameters(self):
+        """A no-op, as on PyTorch's CPU (the kernels take the parameters as they are)."""
+
+    def _drop_cache(self):
+        self._cache, self._cache_status = None, "none"
 
 
 class LSTM(_RNNBase):
@@ -383,8 +411,11 @@ class LSTM(_RNNBase):
     _kind, _gates, _states = "lstm", 4, ("h", "c")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, peephole=False, dtype=np.float32,
-                 seed=None, _backend=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False,
+                 dtype=np.float32, seed=None, _backend=None):
+        if proj_size != 0:
+            raise ValueError(f"proj_size must be 0: LSTM output projections (proj_size="
+                             f"{proj_size!r}) are not supported yet")
         self.peephole = check_flag("peephole", peephole)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, _backend)

@@ -5,8 +5,9 @@ They follow the layer convention (python/fastrnn/layers.py):
 - `block.params` and `block.grads`: dicts name -> ndarray with the same names and shapes;
   `backward` *adds* into `grads` until `zero_grad()` (so gradients of several
   backward passes accumulate, as in PyTorch);
-- `y = block(x)` runs forward; in training mode (the default, `train()`) it keeps the
-  cache that `backward` needs, `eval()` or `block(x, training=False)` keeps nothing;
+- `y = block(x)` runs forward and keeps the cache that `backward` needs, unless gradients
+  are off (`with fastrnn.no_grad():` or `block.requires_grad_(False)`); `train()`/`eval()`
+  and `training=` switch dropout only (these blocks have none), as in PyTorch;
 - `dx = block.backward(d_y)` returns the gradient with respect to the input and
   consumes the cache (a second backward without a new forward raises `ValueError`);
   one cache is kept, so a block applied twice in one forward pass needs two blocks
@@ -20,10 +21,16 @@ Dimension key: B batch, T time, F / I input features, O output features, C class
 """
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Module", "Dense", "Embedding", "softmax_cross_entropy", "mse", "as_generator"]
+from ._checks import check_flag
+from ._errors import ArgumentError, ArgumentTypeError
+from .grad_mode import is_grad_enabled
+
+__all__ = ["Module", "IncompatibleKeys", "Dense", "Embedding", "softmax_cross_entropy", "mse",
+           "as_generator"]
 
 _DTYPES = (np.float32, np.float64)
 
@@ -51,8 +58,10 @@ def _check_dtype(dtype):
 
 
 def _check_size(name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ArgumentError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
 
@@ -73,24 +82,72 @@ def _check_float_input(name, a, dtype, last_dim=None, shape=None):
     return a
 
 
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(..., strict=False)` did not load (as PyTorch's result)."""
+    missing_keys: list
+    unexpected_keys: list
+
+
 class Module:
-    """Base of the blocks: train()/eval(), zero_grad(), the one-entry forward cache."""
+    """Base of the blocks, layers and cells: train()/eval(), requires_grad_(), the parameter
+    surface PyTorch users reach for, and the one-entry forward cache.
+
+    A forward keeps its backward cache when gradients are on: not inside `fastrnn.no_grad()`
+    and not after `requires_grad_(False)`. `train()`/`eval()` only switch dropout (as PyTorch).
+    """
 
     training = True
+    requires_grad = True
 
     def train(self, mode=True):
-        """Training mode: forward keeps what backward needs. Returns self."""
+        """Training mode (dropout on, where there is dropout). Returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
-        """Inference mode: forward keeps nothing. Returns self."""
+        """Evaluation mode: dropout off; gradients still flow (see `fastrnn.no_grad`)."""
         return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        """False: forwards keep no backward cache (as torch, but for the whole module)."""
+        self.requires_grad = check_flag("requires_grad", requires_grad)
+        return self
+
+    def _keeps_cache(self):
+        return self.requires_grad and is_grad_enabled()
 
     def zero_grad(self):
         """Set every gradient in `grads` to zero (in place)."""
         for g in self.grads.values():
             g.fill(0)
+
+    def named_parameters(self):
+        """(name, array) pairs of `params`, in state_dict order; the arrays themselves."""
+        return iter(list(self.params.items()))
+
+    def parameters(self):
+        """The parameter arrays (not copies), in state_dict order."""
+        return iter(list(self.params.values()))
+
+    def to(self, dtype):
+        """Convert parameters and gradients to `dtype` (float32 or float64). Returns self.
+        Converted arrays are new objects: create optimisers after converting."""
+        dt = _check_dtype(dtype)
+        if dt != self.dtype:
+            self.params = {n: p.astype(dt) for n, p in self.params.items()}
+            self.grads = {n: g.astype(dt) for n, g in self.grads.items()}
+            self.dtype = dt
+            self._drop_cache()
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def _drop_cache(self):
+        self._cache = None
 
     def _is_training(self, training):
         if training is None:
@@ -103,9 +160,68 @@ class Module:
         cache, self._cache = getattr(self, "_cache", None), None
         if cache is None:
             raise ValueError(f"{type(self).__name__}.backward: no cached forward pass; call "
-                             "the block in training mode (training=True or .train()) before "
-                             "backward, once per backward")
+                             "the block with gradients on (not under fastrnn.no_grad() or "
+                             "requires_grad_(False)) before backward, once per backward")
         return cache
+
+    # -- state dicts ----------------------------------------------------------------------------
+
+    def _param_shapes(self):
+        """(name, shape) of every parameter, in state_dict order."""
+        return ((n, p.shape) for n, p in self.params.items())
+
+    def _unexpected_hint(self, unexpected):
+        """A sentence explaining unexpected state_dict names, or ''."""
+        return ""
+
+    def state_dict(self):
+        """A copy of the parameters: name -> ndarray (PyTorch's names, shapes and order)."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy parameters in place from `state_dict` (name -> array-like, e.g. NumPy arrays
+        or CPU torch tensors), converted to the module's dtype.
+
+        strict=True: the names must equal the module's exactly (else ValueError listing the
+        missing and unexpected names). strict=False loads the names both have and returns
+        IncompatibleKeys(missing_keys, unexpected_keys). Shapes must match in both modes.
+        Nothing is changed when an error is raised.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"state_dict must be a mapping name -> array, "
+                            f"got {type(state_dict).__name__}")
+        expected = {n: tuple(s) for n, s in self._param_shapes()}
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in expected]
+        if strict and (missing or unexpected):
+            msg = [f"load_state_dict: the names do not match this {self!r}."]
+            if missing:
+                msg.append(f"Missing: {missing}.")
+            if unexpected:
+                msg.append(f"Unexpected: {unexpected}.")
+            msg.append(self._unexpected_hint(unexpected))
+            raise ValueError(" ".join(m for m in msg if m))
+        loaded = {}
+        for name, shape in expected.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if hasattr(value, "detach"):             # a torch tensor: read it, never import torch
+                value = value.detach().cpu().numpy()
+            a = np.asarray(value)
+            if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
+                raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {a.dtype}")
+            if a.shape != shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {a.shape}")
+            with np.errstate(over="ignore"):
+                converted = a.astype(self.dtype)
+            if np.any(np.isinf(converted) & np.isfinite(a)):
+                raise ValueError(f"state_dict[{name!r}] has finite values beyond the range of "
+                                 f"{self.dtype.name} (largest magnitude {np.abs(a).max():g})")
+            loaded[name] = converted
+        for name, a in loaded.items():
+            self.params[name][...] = a
+        return IncompatibleKeys(missing, unexpected)
 
 
 class Dense(Module):
@@ -140,7 +256,8 @@ class Dense(Module):
         y = x @ self.params["weight"].T
         if "bias" in self.params:
             y += self.params["bias"]
-        self._cache = x if self._is_training(training) else None
+        self._is_training(training)
+        self._cache = x if self._keeps_cache() else None
         return y
 
     def backward(self, d_y):
@@ -208,7 +325,8 @@ class Embedding(Module):
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
             raise ValueError(f"indices must lie in [0, {self.num_embeddings}) "
                              f"(num_embeddings), got values from {idx.min()} to {idx.max()}")
-        self._cache = idx.copy() if self._is_training(training) else None
+        self._is_training(training)
+        self._cache = idx.copy() if self._keeps_cache() else None
         return self.params["weight"][idx]
 
     def backward(self, d_y):
