@@ -141,9 +141,11 @@ class Module:
         return self
 
     def float(self):
+        """`self.to(np.float32)`: parameters and gradients as float32. Returns self."""
         return self.to(np.float32)
 
     def double(self):
+        """`self.to(np.float64)`: parameters and gradients as float64. Returns self."""
         return self.to(np.float64)
 
     def _drop_cache(self):
