@@ -343,19 +343,38 @@ py::dict build_config() {
                          std::to_string(EIGEN_MINOR_VERSION);
     c["eigen_simd"] = Eigen::SimdInstructionSetsInUse();
     c["float_lanes"] = PacketInfo<float>::L;  // SIMD width of the packed kernels
-#ifdef _OPENMP
-    c["openmp"] = true;
+    c["openmp"] = false;  // threads come from fastrnn's own pool (csrc/threads.cpp)
+#ifdef FASTRNN_SINGLE_THREADED
+    c["thread_pool"] = false;
 #else
-    c["openmp"] = false;
+    c["thread_pool"] = true;
 #endif
     return c;
+}
+
+// The kernels' interrupt hook (parallel.hpp): on the main thread, take the
+// GIL and run Python's signal handlers; true when one raised (the error is
+// then set, and the Interrupted the kernel throws becomes it).
+unsigned long g_main_thread = 0;
+bool check_signals() {
+    if (PyThread_get_thread_ident() != g_main_thread) return false;
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(FASTRNN_MODULE, m) {
     m.doc() = "fastrnn C++ kernels (private: use fastrnn.functional)";
-    Eigen::initParallel();
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    set_interrupt_hook(&check_signals);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const Interrupted&) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        }
+    });
     bind_dtype<float>(m);
     bind_dtype<double>(m);
     m.def("set_num_threads", [](int n) {
