@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "dense.hpp"
 #include "kernels.hpp"
 
 #include <algorithm>
@@ -330,6 +331,50 @@ void bind_dtype(py::module_& m) {
           py::arg("hs").noconvert(), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
 }
 
+// nn.Dense: x (N, I), w (O, I), b (O) or None -> y (N, O); backward -> dw, db, dx.
+template <typename S>
+Arr<S> dense_forward_py(const Arr<S>& x, const Arr<S>& w, const std::optional<Arr<S>>& b) {
+    require(w.ndim() == 2, "w must have rank 2 (O, I), got shape " + shape_str(w));
+    const Index O = w.shape(0), I = w.shape(1);
+    require(x.ndim() == 2, "x must have rank 2 (N, I), got shape " + shape_str(x));
+    const Index N = x.shape(0);
+    check_shape(x, {N, I}, "x");
+    if (b) check_shape(*b, {O}, "b");
+    Arr<S> y = empty<S>("y", {N, O});
+    const S* bp = b ? b->data() : nullptr;
+    S* yp = y.mutable_data();
+    py::gil_scoped_release nogil;
+    dense_forward(x.data(), w.data(), bp, yp, N, I, O);
+    return y;
+}
+
+template <typename S>
+py::tuple dense_backward_py(const Arr<S>& x, const Arr<S>& w, const Arr<S>& dy, bool bias) {
+    require(w.ndim() == 2, "w must have rank 2 (O, I), got shape " + shape_str(w));
+    const Index O = w.shape(0), I = w.shape(1);
+    require(x.ndim() == 2, "x must have rank 2 (N, I), got shape " + shape_str(x));
+    const Index N = x.shape(0);
+    check_shape(x, {N, I}, "x");
+    check_shape(dy, {N, O}, "d_y");
+    Arr<S> dw = empty<S>("dw", {O, I}), dx = empty<S>("dx", {N, I});
+    std::optional<Arr<S>> db;
+    if (bias) db = empty<S>("db", {O});
+    S *dwp = dw.mutable_data(), *dxp = dx.mutable_data(), *dbp = db ? db->mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        dense_backward(x.data(), w.data(), dy.data(), dwp, dbp, dxp, N, I, O);
+    }
+    return py::make_tuple(dw, db ? py::object(*db) : py::none(), dx);
+}
+
+template <typename S>
+void bind_dense(py::module_& m) {
+    m.def("dense_forward", &dense_forward_py<S>, py::arg("x").noconvert(), py::arg("w").noconvert(),
+          py::arg("b").noconvert());
+    m.def("dense_backward", &dense_backward_py<S>, py::arg("x").noconvert(), py::arg("w").noconvert(),
+          py::arg("d_y").noconvert(), py::arg("bias"));
+}
+
 // What this module was built with, for fastrnn.config(): the build's
 // settings (CMakeLists.txt) and what the compiler actually enabled.
 py::dict build_config() {
@@ -377,6 +422,8 @@ PYBIND11_MODULE(FASTRNN_MODULE, m) {
     });
     bind_dtype<float>(m);
     bind_dtype<double>(m);
+    bind_dense<float>(m);
+    bind_dense<double>(m);
     m.def("set_num_threads", [](int n) {
         require(n >= 1, "set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);

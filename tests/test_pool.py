@@ -27,6 +27,13 @@ pytestmark = [pytest.mark.skipif(F is None, reason="fastrnn.functional (C++) is 
 
 ROOT = str(Path(fastrnn.__file__).parents[1])
 
+
+@pytest.fixture
+def restore_threads():
+    old = F.get_num_threads()
+    yield
+    F.set_num_threads(old)
+
 # Shared by the scripts: calls that use 2+ threads (a row split and a unit
 # split) and every cell forward and backward, with their results.
 COMMON = """
@@ -199,3 +206,59 @@ def test_threadpoolctl_sees_and_limits_the_pool():
         print("ok")
     """)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+SOAK_SECONDS = float(os.environ.get("FASTRNN_SOAK_SECONDS", "2"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 120)
+def test_soak_concurrent_calls_while_thread_count_changes(restore_threads):
+    """N Python threads call one layer (inference) and the functional kernels
+    (forward + backward) for FASTRNN_SOAK_SECONDS (default 2; a minute for a
+    real soak) while another thread keeps changing set_num_threads. Every
+    result equals the sequential one bit for bit (results do not depend on the
+    thread count, nor on whether the pool was busy); nothing hangs."""
+    import threading
+    rng = np.random.default_rng(11)
+    layer = fastrnn.LSTM(16, 48, num_layers=2, bidirectional=True, seed=4).eval()
+    H, G = 40, 3
+    w_ih = (0.2 * rng.standard_normal((G * H, 16))).astype(np.float32)
+    w_hh = (0.2 * rng.standard_normal((G * H, H))).astype(np.float32)
+    inputs = [rng.standard_normal((10, B, 16)).astype(np.float32) for B in (2, 7, 30, 48)]
+
+    def compute(i):
+        x = inputs[i]
+        out, _ = layer(x)
+        fwd = F.gru_forward(x, w_ih, w_hh, lengths=np.arange(x.shape[1]) % 10 + 1)
+        g = F.gru_backward(fwd[-1], np.cos(fwd[0]))
+        return [out, fwd[0], g.dx, g.dw_ih, g.dw_hh, g.db_ih]
+
+    F.set_num_threads(1)
+    expected = [compute(i) for i in range(len(inputs))]
+    deadline = time.monotonic() + SOAK_SECONDS
+    errors, calls = [], [0]
+
+    def caller(seed):
+        r = np.random.default_rng(seed)
+        while time.monotonic() < deadline and not errors:
+            i = int(r.integers(len(inputs)))
+            got = compute(i)
+            if not all(np.array_equal(a, b) for a, b in zip(got, expected[i])):
+                errors.append(f"input {i} differs")
+            calls[0] += 1
+
+    def changer():
+        r = np.random.default_rng(99)
+        while time.monotonic() < deadline and not errors:
+            F.set_num_threads(int(r.integers(1, 5)))
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
+    threads.append(threading.Thread(target=changer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert calls[0] >= 4
