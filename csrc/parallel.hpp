@@ -96,10 +96,13 @@ private:
     std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(25);
 };
 
-// Output tiles of the weight-gradient GEMM: a fixed grid, whatever the thread
-// count, each tile one single-threaded Eigen GEMM over the full k range, so
-// every element's sum has one order.
-constexpr Index kTileRows = 128, kTileCols = 128;
+// The weight-gradient GEMM is cut into strips of output rows, as many as the
+// shape asks for (at most kMaxStrips, none under kMinStripRows rows), never as
+// many as there are threads: each strip is one single-threaded Eigen GEMM over
+// the full k range, so every element's sum has one order whatever the thread
+// count. Few strips: each re-packs all of B, which cost 15% on the big grid
+// row with 128 × 128 tiles.
+constexpr Index kMaxStrips = 8, kMinStripRows = 64;
 
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
 template <typename S>
@@ -108,19 +111,20 @@ inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, boo
     if (m == 0 || n == 0) return;
     using Stride = Eigen::OuterStride<>;
     const Index ld = lda < 0 ? m : lda;
-    const Index tm = (m + kTileRows - 1) / kTileRows, tn = (n + kTileCols - 1) / kTileCols;
-    auto tile = [&](Index i) {
-        const Index r0 = (i / tn) * kTileRows, c0 = (i % tn) * kTileCols;
-        const Index rows = std::min(kTileRows, m - r0), cols = std::min(kTileCols, n - c0);
-        Eigen::Map<const Mat<S>, 0, Stride> a(A + r0, k, rows, Stride(ld));
-        Eigen::Map<const Mat<S>, 0, Stride> b(B + c0, k, cols, Stride(n));
-        Eigen::Map<Mat<S>, 0, Stride> c(C + r0 * n + c0, rows, cols, Stride(n));
+    const Index strips = std::clamp<Index>(m / kMinStripRows, 1, kMaxStrips);
+    const Index rows = (m + strips - 1) / strips;
+    auto strip = [&](Index i) {
+        const Index r0 = i * rows, len = std::min(rows, m - r0);
+        if (len <= 0) return;
+        Eigen::Map<const Mat<S>, 0, Stride> a(A + r0, k, len, Stride(ld));
+        ConstMatMap<S> b(B, k, n);
+        Eigen::Map<Mat<S>> c(C + r0 * n, len, n);
         if (accumulate)
             c.noalias() += a.transpose() * b;
         else
             c.noalias() = a.transpose() * b;
     };
-    parallel_rows(tm * tn, std::min(kTileRows, m) * std::min(kTileCols, n) * std::max<Index>(k, 1) / 8, tile);
+    parallel_rows(strips, rows * n * std::max<Index>(k, 1) / 8, strip);
 }
 
 // out(n) = sum over the k rows of A(k, n), row by row in order.
