@@ -96,13 +96,14 @@ private:
     std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(25);
 };
 
-// The weight-gradient GEMM is cut into strips of output rows, as many as the
-// shape asks for (at most kMaxStrips, none under kMinStripRows rows), never as
-// many as there are threads: each strip is one single-threaded Eigen GEMM over
-// the full k range, so every element's sum has one order whatever the thread
-// count. Few strips: each re-packs all of B, which cost 15% on the big grid
-// row with 128 × 128 tiles.
-constexpr Index kMaxStrips = 8, kMinStripRows = 64;
+// The weight-gradient GEMM is cut into strips of output rows or columns
+// (along the longer side), as many as the shape asks for (one per
+// kStripWidth, at most kMaxStrips), never as many as there are threads: each
+// strip is one single-threaded Eigen GEMM over the full k range, so every
+// element's sum has one order whatever the thread count. A strip re-packs the
+// whole other operand, an overhead of about one element copied per
+// 2·kStripWidth flops: 128 × 128 tiles cost 15% on the largest grid row.
+constexpr Index kMaxStrips = 8, kStripWidth = 256;
 
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
 template <typename S>
@@ -111,20 +112,23 @@ inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, boo
     if (m == 0 || n == 0) return;
     using Stride = Eigen::OuterStride<>;
     const Index ld = lda < 0 ? m : lda;
-    const Index strips = std::clamp<Index>(m / kMinStripRows, 1, kMaxStrips);
-    const Index rows = (m + strips - 1) / strips;
+    const bool by_rows = m >= n;
+    const Index side = by_rows ? m : n;
+    const Index strips = std::clamp<Index>(side / kStripWidth, 1, kMaxStrips);
+    const Index width = (side + strips - 1) / strips;
     auto strip = [&](Index i) {
-        const Index r0 = i * rows, len = std::min(rows, m - r0);
+        const Index o = i * width, len = std::min(width, side - o);
         if (len <= 0) return;
-        Eigen::Map<const Mat<S>, 0, Stride> a(A + r0, k, len, Stride(ld));
-        ConstMatMap<S> b(B, k, n);
-        Eigen::Map<Mat<S>> c(C + r0 * n, len, n);
+        const Index rows = by_rows ? len : m, cols = by_rows ? n : len;
+        Eigen::Map<const Mat<S>, 0, Stride> a(A + (by_rows ? o : 0), k, rows, Stride(ld));
+        Eigen::Map<const Mat<S>, 0, Stride> b(B + (by_rows ? 0 : o), k, cols, Stride(n));
+        Eigen::Map<Mat<S>, 0, Stride> c(C + (by_rows ? o * n : o), rows, cols, Stride(n));
         if (accumulate)
             c.noalias() += a.transpose() * b;
         else
             c.noalias() = a.transpose() * b;
     };
-    parallel_rows(strips, rows * n * std::max<Index>(k, 1) / 8, strip);
+    parallel_rows(strips, width * (by_rows ? n : m) * std::max<Index>(k, 1) / 8, strip);
 }
 
 // out(n) = sum over the k rows of A(k, n), row by row in order.
