@@ -142,7 +142,7 @@ def bench(task_cls, threads, turns, steps, seed=0):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tmodel.parameters(), model.clip)
         topt.step()
-        return float(loss)
+        return loss.item()
 
     times = {"fastrnn": [], "torch": []}
     losses = {"fastrnn": [], "torch": []}
