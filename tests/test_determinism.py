@@ -107,3 +107,31 @@ def test_bidirectional_stacked_layer(restore_threads, kind, dtype):
             + arrays(h if isinstance(h, tuple) else (h,)) + grads
 
     assert_same_for_every_thread_count(compute)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_on_the_pool(restore_threads, dtype):
+    """nn.Dense runs its GEMMs on fastrnn's pool (csrc/dense.hpp): same bits for
+    every thread count, and equal to NumPy's matmul to round-off (float32:
+    sums of 300 products of size ~1, rtol 1e-5; float64 1e-12)."""
+    from fastrnn import nn
+    rng = np.random.default_rng(9)
+    layer = nn.Dense(300, 200, dtype=dtype, seed=3)
+    x = rng.standard_normal((7, 90, 300)).astype(dtype)
+    d_y = rng.standard_normal((7, 90, 200)).astype(dtype)
+
+    def compute():
+        layer.zero_grad()
+        y = layer(x)
+        dx = layer.backward(d_y)
+        return [y, dx, layer.grads["weight"], layer.grads["bias"]]
+
+    assert_same_for_every_thread_count(compute)
+    y, dx, dw, db = compute()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    w, b = layer.params["weight"], layer.params["bias"]
+    np.testing.assert_allclose(y, x @ w.T + b, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(dx, d_y @ w, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(dw, d_y.reshape(-1, 200).T @ x.reshape(-1, 300), rtol=rtol,
+                               atol=rtol * 100)
+    np.testing.assert_allclose(db, d_y.reshape(-1, 200).sum(0), rtol=rtol, atol=rtol * 100)
