@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "dense.hpp"
 #include "kernels.hpp"
 
 #include <algorithm>
@@ -330,6 +331,50 @@ void bind_dtype(py::module_& m) {
           py::arg("hs").noconvert(), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
 }
 
+// nn.Dense: x (N, I), w (O, I), b (O) or None -> y (N, O); backward -> dw, db, dx.
+template <typename S>
+Arr<S> dense_forward_py(const Arr<S>& x, const Arr<S>& w, const std::optional<Arr<S>>& b) {
+    require(w.ndim() == 2, "w must have rank 2 (O, I), got shape " + shape_str(w));
+    const Index O = w.shape(0), I = w.shape(1);
+    require(x.ndim() == 2, "x must have rank 2 (N, I), got shape " + shape_str(x));
+    const Index N = x.shape(0);
+    check_shape(x, {N, I}, "x");
+    if (b) check_shape(*b, {O}, "b");
+    Arr<S> y = empty<S>("y", {N, O});
+    const S* bp = b ? b->data() : nullptr;
+    S* yp = y.mutable_data();
+    py::gil_scoped_release nogil;
+    dense_forward(x.data(), w.data(), bp, yp, N, I, O);
+    return y;
+}
+
+template <typename S>
+py::tuple dense_backward_py(const Arr<S>& x, const Arr<S>& w, const Arr<S>& dy, bool bias) {
+    require(w.ndim() == 2, "w must have rank 2 (O, I), got shape " + shape_str(w));
+    const Index O = w.shape(0), I = w.shape(1);
+    require(x.ndim() == 2, "x must have rank 2 (N, I), got shape " + shape_str(x));
+    const Index N = x.shape(0);
+    check_shape(x, {N, I}, "x");
+    check_shape(dy, {N, O}, "d_y");
+    Arr<S> dw = empty<S>("dw", {O, I}), dx = empty<S>("dx", {N, I});
+    std::optional<Arr<S>> db;
+    if (bias) db = empty<S>("db", {O});
+    S *dwp = dw.mutable_data(), *dxp = dx.mutable_data(), *dbp = db ? db->mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        dense_backward(x.data(), w.data(), dy.data(), dwp, dbp, dxp, N, I, O);
+    }
+    return py::make_tuple(dw, db ? py::object(*db) : py::none(), dx);
+}
+
+template <typename S>
+void bind_dense(py::module_& m) {
+    m.def("dense_forward", &dense_forward_py<S>, py::arg("x").noconvert(), py::arg("w").noconvert(),
+          py::arg("b").noconvert());
+    m.def("dense_backward", &dense_backward_py<S>, py::arg("x").noconvert(), py::arg("w").noconvert(),
+          py::arg("d_y").noconvert(), py::arg("bias"));
+}
+
 // What this module was built with, for fastrnn.config(): the build's
 // settings (CMakeLists.txt) and what the compiler actually enabled.
 py::dict build_config() {
@@ -343,12 +388,23 @@ py::dict build_config() {
                          std::to_string(EIGEN_MINOR_VERSION);
     c["eigen_simd"] = Eigen::SimdInstructionSetsInUse();
     c["float_lanes"] = PacketInfo<float>::L;  // SIMD width of the packed kernels
-#ifdef _OPENMP
-    c["openmp"] = true;
+    c["openmp"] = false;  // threads come from fastrnn's own pool (csrc/threads.cpp)
+#ifdef FASTRNN_SINGLE_THREADED
+    c["thread_pool"] = false;
 #else
-    c["openmp"] = false;
+    c["thread_pool"] = true;
 #endif
     return c;
+}
+
+// The kernels' interrupt hook (parallel.hpp): on the main thread, take the
+// GIL and run Python's signal handlers; true when one raised (the error is
+// then set, and the Interrupted the kernel throws becomes it).
+unsigned long g_main_thread = 0;
+bool check_signals() {
+    if (PyThread_get_thread_ident() != g_main_thread) return false;
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
 }
 
 }  // namespace
@@ -357,9 +413,19 @@ void bind_precision(py::module_& m);  // bind_precision.cpp
 
 PYBIND11_MODULE(FASTRNN_MODULE, m) {
     m.doc() = "fastrnn C++ kernels (private: use fastrnn.functional)";
-    Eigen::initParallel();
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    set_interrupt_hook(&check_signals);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const Interrupted&) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        }
+    });
     bind_dtype<float>(m);
     bind_dtype<double>(m);
+    bind_dense<float>(m);
+    bind_dense<double>(m);
     m.def("set_num_threads", [](int n) {
         require(n >= 1, "set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);

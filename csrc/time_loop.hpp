@@ -9,10 +9,15 @@
 //  - by hidden units (too few rows to split): each thread computes its
 //    units' columns of every gate, then their elementwise pass; a product
 //    that reads all units of the phase before it waits at a barrier.
-// Neither split divides a sum, but results still agree across thread counts
-// only to round-off (docs/numerics.md): a row split regroups rows into the
-// micro-kernel's blocks (short blocks sum k in interleaved partial sums), and
-// a unit split moves elementwise passes' SIMD/scalar edges.
+// Neither split divides a sum, and results are bit-identical for every thread
+// count (docs/numerics.md): row shares start at multiples of the
+// micro-kernel's MR rows, so every thread count groups rows into the same
+// blocks (a block's row count picks its summation order), and the gate
+// activations give the same bits in SIMD and scalar code (activations.hpp),
+// so where a unit share starts does not matter.
+//
+// Ctrl-C: the calling thread polls for an interrupt between steps and the
+// team stops at one step; the loop then throws Interrupted (parallel.hpp).
 #pragma once
 
 #include "projection.hpp"
@@ -55,7 +60,10 @@ inline TeamPlan plan_team(const Schedule& sch, Index panels, Index B, Index step
 }
 
 // Thread t's part. Rows are split so that the threads' summed sequence
-// lengths match (rows are sorted longest first).
+// lengths match (rows are sorted longest first), at multiples of MR.
+constexpr Index kRowAlign = PacketInfo<float>::MR;
+static_assert(PacketInfo<double>::MR == kRowAlign, "one row grouping for every type");
+
 inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, int t, int nt) {
     if (!by_rows || nt == 1) {
         const Index j0 = panels * t / nt, j1 = panels * (t + 1) / nt;
@@ -65,38 +73,57 @@ inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, 
     for (Index r = 0; r < B; ++r) total += sch.length(r);
     auto boundary = [&](int k) {  // first row after a share of k/nt of the work
         Index r = 0, done = 0;
-        while (r < B && done * nt < total * k) done += sch.length(r++);
+        while (r < B && (done * nt < total * k || r % kRowAlign != 0)) done += sch.length(r++);
         return k == nt ? B : r;
     };
     return Part{boundary(t), boundary(t + 1), 0, panels, nt, false};
 }
+
+// Stopping a team together. Thread 0 may raise the flag only in even
+// iterations n (before that iteration's barrier) and every thread reads it
+// only at the start of odd ones: a barrier lies between the write and the
+// reads, and the next write waits at a barrier for all the reads, so under
+// the unit split every thread leaves at the same step (or the barriers would
+// no longer pair up). Threads of a row split share no barrier.
+inline void poll_stop(StopFlag& stop, int t, Index n) {
+    if (t == 0 && n % 2 == 0) stop.poll();
+}
+inline bool must_stop(const StopFlag& stop, Index n) { return n % 2 == 1 && stop.stopped(); }
 
 // step(s, part) for s = 0 … steps−1 on each thread, with the input
 // projection prepared chunk by chunk; the part syncs after every step.
 template <typename S, typename Step>
 void forward_loop(InputProjection<S>& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
                   Step&& step) {
+    StopFlag stop;
     for (Index s0 = 0; s0 < sch.steps();) {
         const Index s1 = proj.prepare(s0);
         run_team(plan.threads, [&](int t, int nt) {
             const Part p = make_part(sch, B, panels, plan.by_rows, t, nt);
-            for (Index s = s0; s < s1; ++s) {
+            for (Index s = s0; s < s1 && !must_stop(stop, s - s0); ++s) {
                 step(s, p);
+                poll_stop(stop, t, s - s0);
                 p.sync();
             }
         });
+        stop.throw_if_stopped();
         s0 = s1;
     }
 }
 
-// step(s, part) for s = steps−1 … 0 on each thread; the step syncs between
-// its elementwise pass and its product.
+// step(s, part) for s = steps−1 … 0 on each thread; every step syncs between
+// its elementwise pass and its product (under the unit split).
 template <typename Step>
 void backward_loop(const Schedule& sch, Index B, Index panels, const TeamPlan& plan, Step&& step) {
+    StopFlag stop;
     run_team(plan.threads, [&](int t, int nt) {
         const Part p = make_part(sch, B, panels, plan.by_rows, t, nt);
-        for (Index s = sch.steps() - 1; s >= 0; --s) step(s, p);
+        for (Index n = 0, s = sch.steps() - 1; s >= 0 && !must_stop(stop, n); --s, ++n) {
+            poll_stop(stop, t, n);
+            step(s, p);
+        }
     });
+    stop.throw_if_stopped();
 }
 
 // Zeroes units [u, u + len) of the G gate blocks (H apart) of rows [r0, r1):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fastrnn
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
@@ -50,3 +52,18 @@ def test_suite_runs_and_validates_every_backend(tmp_path):
     run0 = mem["runs"][0]
     assert run0["backend"] == ("fastrnn" if "fastrnn" in present else "reference")
     assert run0["peak_rise_mib"] >= 0 and run0["output_mib"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_train_e2e_losses_agree_with_torch():
+    """benchmarks/train_e2e.py (GRU task, a few steps): same weights and batches
+    give losses within 1e-3 relative of PyTorch's (it exits 1 otherwise)."""
+    pytest.importorskip("torch")
+    script = RUN.parent / "train_e2e.py"
+    env = dict(os.environ, PYTHONPATH=str(Path(fastrnn.__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, str(script), "--task", "gru", "--threads", "1",
+                          "--turns", "2", "--steps", "2"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "gru" in run.stdout.splitlines()[-1]

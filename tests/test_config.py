@@ -69,10 +69,29 @@ def test_build_values_match_the_module():
         assert CONFIG["eigen_simd"].startswith({"baseline": "SSE, SSE2", "avx2": "AVX ",
                                                 "avx512": "AVX512"}[isa])
     if CONFIG["compiler"].split()[0] in ("GNU", "Clang"):
-        assert ("-fopenmp" in flags) == CONFIG["openmp"]
+        # Threads come from fastrnn's own pool: OpenMP hangs forked children.
+        assert "-fopenmp" not in flags and CONFIG["openmp"] is False
+        assert "-ffp-contract=off" in flags     # one rounding in SIMD and scalar code
     assert CONFIG["threads"] == fastrnn.get_num_threads() >= 1
     assert CONFIG["eigen_version"].startswith("3.")
     assert CONFIG["build_type"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_thread_pool_is_reported_truthfully():
+    """A build that reports its pool runs a call on as many OS threads as set;
+    one that reports none stays on one thread."""
+    code = ("import os, numpy as np, fastrnn, fastrnn.functional as F\n"
+            "fastrnn.set_num_threads(3)\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "x = np.ones((20, 48, 64), np.float32); w = np.full((256, 64), 0.01, np.float32)\n"
+            "F.lstm_forward(x, w, w, training=False)\n"
+            "print(len(os.listdir('/proc/self/task')) - before, fastrnn.config()['thread_pool'])\n")
+    run = python_with_isa(CONFIG["isa_requested"], code)
+    assert run.returncode == 0, run.stderr
+    added, pool = run.stdout.split()
+    assert pool == str(CONFIG["thread_pool"])
+    assert int(added) == (2 if CONFIG["thread_pool"] else 0)
 
 
 @pytest.mark.skipif(not (X86 and sys.platform.startswith("linux")), reason="x86-64 Linux only")
@@ -97,7 +116,8 @@ def test_show_config_and_python_m_print_the_config(capsys):
     for value in (CONFIG["isa"], CONFIG["compiler"], CONFIG["flags"], CONFIG["build_type"],
                   CONFIG["eigen_version"], ", ".join(CONFIG["isas_available"])):
         assert value in out
-    assert (f"on, {CONFIG['threads']} threads" if CONFIG["openmp"] else "off") in out
+    assert (f"{CONFIG['threads']} (fastrnn's thread pool)" if CONFIG["thread_pool"]
+            else "1 (built without threads") in out
     run = python_with_isa(CONFIG["isa_requested"], "import runpy; runpy.run_module('fastrnn', run_name='__main__')")
     assert run.returncode == 0, run.stderr
     assert run.stdout == out

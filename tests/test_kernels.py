@@ -213,14 +213,10 @@ def test_cache_reusable_and_cell_checked():
 @pytest.mark.parametrize("split,size", [("rows", (20, 64, 48, 40)), ("units", (12, 4, 24, 136))],
                          ids=["rows", "units"])
 def test_thread_counts_agree(variant, mode, split, size):
-    # Large enough that 2 threads share each step (csrc/time_loop.hpp): B = 64
+    # Large enough that 2+ threads share each step (csrc/time_loop.hpp): B = 64
     # splits the batch rows (by summed length under `lengths`); B = 4 is too few
-    # rows, so the 136 hidden units are split (9 panels of 16: uneven). Eigen's GEMM
-    # (weight gradients) picks its blocking from the thread count, so sums are
-    # ordered differently: results agree to float32 round-off, not bit for bit
-    # (docs/numerics.md). The weight gradients sum up to T·B = 1280 terms of size ~1:
-    # reordering such a sum moves it by up to ~sqrt(1280)·6e-8·(sum of |terms|)
-    # ≈ 1e-4 absolute, so atol 1e-4 (rtol 1e-5 for the large entries).
+    # rows, so the 136 hidden units are split (9 panels of 16: uneven). Results
+    # are bit-identical for every thread count (docs/numerics.md): tolerance 0.
     cell, opts, G = variant
     rng = np.random.default_rng(8)
     T, B, I, H = size
@@ -231,9 +227,10 @@ def test_thread_counts_agree(variant, mode, split, size):
     try:
         F.set_num_threads(1)
         base = run(F, cell, args, kw, grads, lengths, reverse)
-        F.set_num_threads(2)
-        assert F.get_num_threads() == 2
-        again = run(F, cell, args, kw, grads, lengths, reverse)
+        for n in (2, 3):
+            F.set_num_threads(n)
+            assert F.get_num_threads() == n
+            again = run(F, cell, args, kw, grads, lengths, reverse)
+            assert_match(again, base, 0, 0, f"{cell}{opts} {n} threads vs 1")
     finally:
         F.set_num_threads(old)
-    assert_match(again, base, 1e-5, 1e-4, f"{cell}{opts} 2 threads vs 1")

@@ -13,6 +13,9 @@ from . import interop
 from ._config import config, show_config
 from .interop import from_keras, from_torch, to_keras_weights, to_torch_state_dict
 from .esn import EchoStateNetwork
+from . import _threadpool
+
+_threadpool.register()             # fastrnn's pool in threadpoolctl, when that is installed
 
 __version__ = "0.1.0"
 

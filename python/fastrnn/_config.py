@@ -20,12 +20,13 @@ def config():
         "isas_available": list(sel.available),
         "cpu_features": None if sel.features is None else list(sel.features),
         "openmp": built["openmp"],
+        "thread_pool": built.get("thread_pool", built["openmp"]),
         "threads": core.get_num_threads(),
         "eigen_version": built["eigen_version"],
         "eigen_simd": built["eigen_simd"],
         "float_lanes": built["float_lanes"],
         "compiler": built["compiler"],
-        # "SHELL:" is CMake's marker on options it must not de-duplicate (OpenMP's).
+        # "SHELL:" is CMake's marker on options it must not de-duplicate.
         "flags": built["flags"].replace("SHELL:", ""),
         "build_type": built["build_type"],
         "module": core.__file__,
@@ -46,8 +47,8 @@ def _path_row(path, available, var):
 
 def show_config():
     """Print the version, the instruction set in use and the ones available,
-    OpenMP and threads, Eigen, the compiler, its flags, the build type and
-    the bf16 and int8 GEMM paths in use."""
+    threads, Eigen, the compiler, its flags, the build type and the bf16 and int8 GEMM
+    paths in use."""
     c = config()
     if c["isa"] == "native":
         why = "the only module of a native build (-march=native, for the machine that built it)"
@@ -62,7 +63,8 @@ def show_config():
         ("ISAs built", ", ".join(c["isas_built"])),
         ("ISAs available", ", ".join(c["isas_available"])),
         ("CPU features", f"{features} (CPUID)" if c["cpu_features"] is not None else features),
-        ("OpenMP", f"on, {c['threads']} threads" if c["openmp"] else "off (1 thread)"),
+        ("threads", f"{c['threads']} (fastrnn's thread pool)" if c["thread_pool"]
+                    else "1 (built without threads, FASTRNN_THREADS=OFF)"),
         ("Eigen", f"{c['eigen_version']}, SIMD {c['eigen_simd']}; "
                   f"{c['float_lanes']} float lanes in fastrnn's kernels"),
         ("compiler", c["compiler"]),

@@ -22,8 +22,7 @@ __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
            "rnn_forward", "rnn_backward", "set_num_threads", "get_num_threads"]
 
 
-# More threads than this is a mistake (and OpenMP may abort the process when
-# it cannot create them), not a configuration.
+# More threads than this is a mistake, not a configuration.
 MAX_THREADS = 1024
 
 
@@ -45,7 +44,9 @@ class Cache:
 
 
 def set_num_threads(n):
-    """Threads for every kernel (GEMMs and fused gate passes), process-wide."""
+    """Threads of fastrnn's pool for every kernel and nn.Dense, process-wide.
+
+    Results are bit-identical for every thread count (docs/numerics.md)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if not 1 <= n <= MAX_THREADS:
@@ -54,7 +55,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the kernels use (OMP_NUM_THREADS or all cores unless set)."""
+    """Threads the kernels use (unless set: OMP_NUM_THREADS, else the CPUs this
+    process may run on)."""
     return _core.get_num_threads()
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from ._checks import check_flag
 from ._errors import ArgumentError, ArgumentTypeError
 from .grad_mode import is_grad_enabled
+from ._isa import core as _core
 
 __all__ = ["Module", "IncompatibleKeys", "Dense", "Embedding", "softmax_cross_entropy", "mse",
            "as_generator"]
@@ -253,25 +254,30 @@ class Dense(Module):
         return (f"Dense({self.in_features}, {self.out_features}, "
                 f"bias={'bias' in self.params}, dtype={self.dtype.name})")
 
+    # The GEMMs run on fastrnn's thread pool (csrc/dense.hpp), not NumPy's BLAS,
+    # whose idle workers would spin on the cores the recurrent kernels use.
     def __call__(self, x, training=None):
         x = _check_float_input("x", x, self.dtype, last_dim=self.in_features)
-        y = x @ self.params["weight"].T
-        if "bias" in self.params:
-            y += self.params["bias"]
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        b = self.params.get("bias")
+        y = _core.dense_forward(x2, np.ascontiguousarray(self.params["weight"]),
+                                None if b is None else np.ascontiguousarray(b))
         self._is_training(training)
-        self._cache = x if self._keeps_cache() else None
-        return y
+        self._cache = (x.shape, x2) if self._keeps_cache() else None
+        return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, d_y):
         """Gradient w.r.t. x (..., I) from `d_y` (..., O); adds dweight, dbias to grads."""
-        x = self._take_cache()
+        shape, x2 = self._take_cache()
         d_y = _check_float_input("d_y", d_y, self.dtype,
-                                 shape=x.shape[:-1] + (self.out_features,))
-        d2 = d_y.reshape(-1, self.out_features)
-        self.grads["weight"] += d2.T @ x.reshape(-1, self.in_features)
-        if "bias" in self.params:
-            self.grads["bias"] += d2.sum(axis=0)
-        return d_y @ self.params["weight"]
+                                 shape=shape[:-1] + (self.out_features,))
+        d2 = np.ascontiguousarray(d_y.reshape(-1, self.out_features))
+        dw, db, dx = _core.dense_backward(x2, np.ascontiguousarray(self.params["weight"]), d2,
+                                          "bias" in self.params)
+        self.grads["weight"] += dw
+        if db is not None:
+            self.grads["bias"] += db
+        return dx.reshape(shape)
 
 
 class Embedding(Module):

@@ -1,0 +1,63 @@
+"""Training-step time of the fastrnn on the path against another build, on the grid.
+
+Both builds are imported in one process and called in turns (forward training +
+backward with d_out = ones), median of --repeats; prints this/other per row, at 1 and
+2 threads. Used for docs/numerics.md's cost of determinism (other = a build before it).
+
+    PYTHONPATH=python python benchmarks/det_cost.py --other /path/with/fastrnn [--repeats 5]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cases  # noqa: E402
+import peers  # noqa: E402
+import fastrnn.functional as this  # noqa: E402
+
+
+def step(F, cell, p):
+    fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
+
+    def run():
+        o = fw(p["x"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        bw(o[-1], np.ones_like(o[0]))
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--other", required=True, help="directory holding the other fastrnn package")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    peers._import_package("fastrnn_other", Path(args.other) / "fastrnn", None)
+    import fastrnn_other.functional as other
+    print("threads shape cell other_ms this_ms this/other")
+    for nt in (1, 2):
+        this.set_num_threads(nt)
+        other.set_num_threads(nt)
+        for sh in cases.GRID:
+            for cell, G in (("lstm", 4), ("gru", 3), ("rnn", 1)):
+                rng = np.random.default_rng(0)
+                p = {"x": rng.standard_normal((sh.T, sh.B, sh.I)).astype(np.float32),
+                     "w_ih": rng.uniform(-.1, .1, (G * sh.H, sh.I)).astype(np.float32),
+                     "w_hh": rng.uniform(-.1, .1, (G * sh.H, sh.H)).astype(np.float32),
+                     "b_ih": np.zeros(G * sh.H, np.float32), "b_hh": np.zeros(G * sh.H, np.float32)}
+                fns = {"other": step(other, cell, p), "this": step(this, cell, p)}
+                for f in fns.values():
+                    f()
+                t = {k: [] for k in fns}
+                for _ in range(args.repeats):
+                    for k, f in fns.items():
+                        t0 = time.perf_counter()
+                        f()
+                        t[k].append(time.perf_counter() - t0)
+                a, b = np.median(t["other"]), np.median(t["this"])
+                print(f"{nt} {sh.name} {cell} {a * 1e3:.1f} {b * 1e3:.1f} {b / a:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

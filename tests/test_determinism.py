@@ -1,0 +1,137 @@
+"""Bit-identical results for every thread count (docs/numerics.md, issue #18).
+
+Sizes are chosen so that 2–4 threads really share the work: B = 48 splits the
+batch rows of each step, B = 4 (too few rows) splits the hidden units, and
+the weight-gradient GEMMs span several output tiles. Tolerance: none.
+"""
+import numpy as np
+import pytest
+
+import fastrnn
+
+try:
+    import fastrnn.functional as F
+except ImportError:      # the C++ backend is not built
+    F = None
+
+pytestmark = [pytest.mark.skipif(F is None, reason="fastrnn.functional (C++) is not built"),
+              pytest.mark.timeout(120)]
+
+THREADS = (1, 2, 3, 4)
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@pytest.fixture
+def restore_threads():
+    old = F.get_num_threads()
+    yield
+    F.set_num_threads(old)
+
+
+def arrays(result):
+    """Every array of a forward or backward result, flattened to a list."""
+    out = []
+    for v in result:
+        if isinstance(v, np.ndarray):
+            out.append(v)
+        elif isinstance(v, tuple):
+            out += arrays(v)
+    return out
+
+
+def assert_same_for_every_thread_count(compute):
+    F.set_num_threads(THREADS[0])
+    base = compute()
+    for n in THREADS[1:]:
+        F.set_num_threads(n)
+        got = compute()
+        assert len(got) == len(base)
+        for i, (g, b) in enumerate(zip(got, base)):
+            assert np.array_equal(g, b, equal_nan=True), \
+                f"{n} threads vs 1: array {i} differs by {np.max(np.abs(g - b))}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("T,B,I,H", [(10, 48, 24, 40), (8, 4, 16, 136)], ids=["rows", "units"])
+def test_functional_forward_and_backward(restore_threads, cell, dtype, lengths, T, B, I, H):
+    rng = np.random.default_rng(3)
+    G = GATES[cell]
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    w_ih = (rng.standard_normal((G * H, I)) / np.sqrt(I)).astype(dtype)
+    w_hh = (rng.standard_normal((G * H, H)) / np.sqrt(H)).astype(dtype)
+    b = (0.1 * rng.standard_normal(G * H)).astype(dtype)
+    lens = rng.integers(0, T + 1, B) if lengths else None
+    d_out = rng.standard_normal((T, B, H)).astype(dtype)
+    fw, bw = getattr(F, f"{cell}_forward"), getattr(F, f"{cell}_backward")
+
+    def compute():
+        fwd = fw(x, w_ih, w_hh, b, b, lengths=lens)
+        inference = fw(x, w_ih, w_hh, b, b, lengths=lens, reverse=True, training=False)
+        return arrays(fwd[:-1]) + arrays(inference[:-1]) + arrays(bw(fwd[-1], d_out))
+
+    assert_same_for_every_thread_count(compute)
+
+
+def test_issue_example_weight_ih_gradient(restore_threads):
+    """The report: LSTM T=30, B=48, I=64, H=96; weight_ih's gradient differed
+    by 6e-5 between 1 and 2 threads."""
+    rng = np.random.default_rng(0)
+    layer = fastrnn.LSTM(64, 96, seed=0)
+    x = rng.standard_normal((30, 48, 64)).astype(np.float32)
+
+    def compute():
+        layer.zero_grad()
+        out, _ = layer(x)
+        layer.backward(np.ones_like(out))
+        return [layer.grads["weight_ih_l0"], out]
+
+    assert_same_for_every_thread_count(compute)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bidirectional_stacked_layer(restore_threads, kind, dtype):
+    rng = np.random.default_rng(5)
+    layer = getattr(fastrnn, kind)(24, 48, num_layers=2, bidirectional=True, dtype=dtype, seed=2)
+    x = rng.standard_normal((12, 20, 24)).astype(dtype)
+    lengths = rng.integers(1, 13, 20)
+
+    def compute():
+        layer.zero_grad()
+        out, h = layer(x, lengths=lengths)
+        back = layer.backward(np.cos(out))
+        grads = [layer.grads[k] for k in sorted(layer.grads)]
+        return [out] + arrays(back if isinstance(back, tuple) else (back,)) \
+            + arrays(h if isinstance(h, tuple) else (h,)) + grads
+
+    assert_same_for_every_thread_count(compute)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_on_the_pool(restore_threads, dtype):
+    """nn.Dense runs its GEMMs on fastrnn's pool (csrc/dense.hpp): same bits for
+    every thread count, and equal to NumPy's matmul to round-off (float32:
+    sums of 300 products of size ~1, rtol 1e-5; float64 1e-12)."""
+    from fastrnn import nn
+    rng = np.random.default_rng(9)
+    layer = nn.Dense(300, 200, dtype=dtype, seed=3)
+    x = rng.standard_normal((7, 90, 300)).astype(dtype)
+    d_y = rng.standard_normal((7, 90, 200)).astype(dtype)
+
+    def compute():
+        layer.zero_grad()
+        y = layer(x)
+        dx = layer.backward(d_y)
+        return [y, dx, layer.grads["weight"], layer.grads["bias"]]
+
+    assert_same_for_every_thread_count(compute)
+    y, dx, dw, db = compute()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    w, b = layer.params["weight"], layer.params["bias"]
+    np.testing.assert_allclose(y, x @ w.T + b, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(dx, d_y @ w, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(dw, d_y.reshape(-1, 200).T @ x.reshape(-1, 300), rtol=rtol,
+                               atol=rtol * 100)
+    np.testing.assert_allclose(db, d_y.reshape(-1, 200).sum(0), rtol=rtol, atol=rtol * 100)
