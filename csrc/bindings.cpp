@@ -145,18 +145,18 @@ py::tuple lstm_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     const std::int64_t* len = lengths_ptr(lengths, d);
     Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H}), c_n = empty<S>("c_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), cs = py::none();
-    LSTMCache<S> cache;
+    Cache<S> cache;
     if (training) {
         Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 4 * d.H}),
                h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H}),
                c = empty<S>("the training cache (c)", {d.T + 1, d.B, d.H});
-        cache = {g.mutable_data(), h.mutable_data(), c.mutable_data()};
+        cache.gates = g.mutable_data(), cache.hs = h.mutable_data(), cache.cs = c.mutable_data();
         gates = g, hs = h, cs = c;
     }
     {
         py::gil_scoped_release nogil;
-        kernels::lstm_forward<S>(d, x.data(), w, h0.data(), c0.data(), len, reverse, out.mutable_data(),
-                                 h_n.mutable_data(), c_n.mutable_data(), cache);
+        kernels::forward<S>({kernels::CellKind::lstm, false}, d, x.data(), w, {h0.data(), c0.data()}, len, reverse,
+                            out.mutable_data(), {h_n.mutable_data(), c_n.mutable_data()}, cache);
     }
     return py::make_tuple(out, h_n, c_n, gates, hs, cs);
 }
@@ -182,18 +182,19 @@ py::tuple lstm_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh,
     Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
            dw_ih = empty<S>("dw_ih", {4 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {4 * d.H, d.H}), db = empty<S>("db", {4 * d.H});
     py::object dpeep = py::none();
-    LSTMGradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-                      dw_hh.mutable_data(), db.mutable_data(), nullptr};
+    Buffer<S> db_hh(4 * d.H);
+    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
+               dw_hh.mutable_data(), db.mutable_data(), db_hh.data(), nullptr};
     if (peephole) {
         Arr<S> dp = empty<S>("dpeephole", {3, d.H});
         g.dpeephole = dp.mutable_data();
         dpeep = dp;
     }
-    LSTMCache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()), const_cast<S*>(cs.data())};
+    Cache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()), const_cast<S*>(cs.data())};
     {
         py::gil_scoped_release nogil;
-        kernels::lstm_backward<S>(d, x.data(), w, len, reverse, cache, d_out.data(), d_h_n.data(),
-                                  d_c_n.data(), g);
+        kernels::backward<S>({kernels::CellKind::lstm, false}, d, x.data(), w, len, reverse, cache, d_out.data(),
+                             {d_h_n.data(), d_c_n.data()}, g);
     }
     return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db, dpeep);
 }
@@ -208,7 +209,7 @@ py::tuple gru_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const std::int64_t* len = lengths_ptr(lengths, d);
     Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object gates = py::none(), hs = py::none(), hn = py::none();
-    GRUCache<S> cache;
+    Cache<S> cache;
     if (training) {
         Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 3 * d.H}),
                h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
@@ -223,8 +224,8 @@ py::tuple gru_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     }
     {
         py::gil_scoped_release nogil;
-        kernels::gru_forward<S>(d, x.data(), w, h0.data(), len, reverse, reset_after, out.mutable_data(),
-                                h_n.mutable_data(), cache);
+        kernels::forward<S>({kernels::CellKind::gru, reset_after}, d, x.data(), w, {h0.data(), nullptr}, len,
+                            reverse, out.mutable_data(), {h_n.mutable_data(), nullptr}, cache);
     }
     return py::make_tuple(out, h_n, gates, hs, hn);
 }
@@ -245,13 +246,14 @@ py::tuple gru_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
            dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}),
            db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
-    GRUCache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()),
-                      hn ? const_cast<S*>(hn->data()) : nullptr};
-    GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
-                  dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
+    Cache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()), nullptr,
+                   hn ? const_cast<S*>(hn->data()) : nullptr};
+    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), nullptr, dw_ih.mutable_data(),
+               dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
     {
         py::gil_scoped_release nogil;
-        kernels::gru_backward<S>(d, x.data(), w, len, reverse, reset_after, cache, d_out.data(), d_h_n.data(), g);
+        kernels::backward<S>({kernels::CellKind::gru, reset_after}, d, x.data(), w, len, reverse, cache, d_out.data(),
+                             {d_h_n.data(), nullptr}, g);
     }
     return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
 }
@@ -266,16 +268,16 @@ py::tuple rnn_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     const std::int64_t* len = lengths_ptr(lengths, d);
     Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
     py::object hs = py::none();
-    S* hs_ptr = nullptr;
+    Cache<S> cache;
     if (training) {
         Arr<S> h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
-        hs_ptr = h.mutable_data();
+        cache.hs = h.mutable_data();
         hs = h;
     }
     {
         py::gil_scoped_release nogil;
-        kernels::rnn_forward<S>(d, x.data(), w, h0.data(), len, reverse, relu, out.mutable_data(),
-                                h_n.mutable_data(), hs_ptr);
+        kernels::forward<S>({kernels::CellKind::rnn, relu}, d, x.data(), w, {h0.data(), nullptr}, len, reverse,
+                            out.mutable_data(), {h_n.mutable_data(), nullptr}, cache);
     }
     return py::make_tuple(out, h_n, hs);
 }
@@ -292,11 +294,14 @@ py::tuple rnn_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, 
     Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
            dw_ih = empty<S>("dw_ih", {d.H, d.I}), dw_hh = empty<S>("dw_hh", {d.H, d.H}),
            db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
-    GradsOut<S> g{dx.mutable_data(), dh0.mutable_data(), dw_ih.mutable_data(),
-                  dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
+    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), nullptr, dw_ih.mutable_data(),
+               dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
+    Cache<S> cache;
+    cache.hs = const_cast<S*>(hs.data());
     {
         py::gil_scoped_release nogil;
-        kernels::rnn_backward<S>(d, x.data(), w, len, reverse, relu, hs.data(), d_out.data(), d_h_n.data(), g);
+        kernels::backward<S>({kernels::CellKind::rnn, relu}, d, x.data(), w, len, reverse, cache, d_out.data(),
+                             {d_h_n.data(), nullptr}, g);
     }
     return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
 }
