@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import functional
+from .engine import InferenceEngine
 from ._checks import check_flag, check_lengths
 from .nn import Module, _check_dtype, _check_size, as_generator
 
@@ -254,6 +255,11 @@ class _RNNBase(Module):
 
     def _pack(self, states):
         return states[0] if len(states) == 1 else states
+
+    def inference(self, precision="float32"):
+        """An `InferenceEngine` (docs/engine.md) of this layer as it is now: its weights are
+        copied and packed once, so later changes to `params` do not reach the engine."""
+        return InferenceEngine(self, precision)
 
     # -- backward -----------------------------------------------------------------------------
 
