@@ -1,36 +1,49 @@
 // Entry points of the kernels: plain C++, no Python. bindings.cpp validates
-// and allocates; these dispatch once per call on cell options (never per
-// step) and run a whole layer-direction. lstm.cpp, gru.cpp and rnn.cpp instantiate them
-// for float and double.
+// and allocates; these pick the cell policy once per call (never per step)
+// and run a whole layer-direction through the drivers (core/driver.hpp).
+// kernels.cpp instantiates them for float and double.
 #pragma once
 
-#include "gru.hpp"
-#include "lstm.hpp"
-#include "rnn.hpp"
+#include "core/driver.hpp"
+
+#include <memory>
 
 namespace fastrnn::kernels {
 
-// lengths: (B) in [0, T] or null. Caches are null pointers for inference.
+enum class CellKind { lstm, gru, rnn };
+
+// A cell and its option: GRU reset_after, SimpleRNN relu (else tanh); LSTM
+// has peepholes when Weights::peephole is set (option unused).
+struct CellSpec {
+    CellKind kind;
+    bool option;
+};
+
+inline Index gates(CellKind k) { return k == CellKind::lstm ? 4 : k == CellKind::gru ? 3 : 1; }
+inline int states(CellKind k) { return k == CellKind::lstm ? 2 : 1; }
+
+// lengths: (B) in [0, T] or null. s0, s_n: (h, c) of (B, H), c only for LSTM.
+// cache: all null for inference.
 template <typename S>
-void lstm_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, const S* c0,
-                  const std::int64_t* lengths, bool reverse, S* out, S* h_n, S* c_n, LSTMCache<S> cache);
+void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const States<const S*>& s0,
+             const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n, const Cache<S>& cache);
 template <typename S>
-void lstm_backward(const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths, bool reverse,
-                   const LSTMCache<S>& cache, const S* d_out, const S* d_h_n, const S* d_c_n,
-                   const LSTMGradsOut<S>& g);
+void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths,
+              bool reverse, const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g);
+
+// One layer-direction of an inference engine: the weights packed once for
+// this CPU (and copied: later changes to the caller's arrays do not leak in).
+// run() is const and allocates its own scratch, so threads may share one.
+template <typename S>
+class LayerEngine {
+public:
+    virtual ~LayerEngine() = default;
+    // x (T, B, I) -> out (T, B, H), final states; forward() in inference.
+    virtual void run(Index T, Index B, const S* x, const States<const S*>& s0, const std::int64_t* lengths,
+                     S* out, const States<S*>& s_n) const = 0;
+};
 
 template <typename S>
-void gru_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, const std::int64_t* lengths,
-                 bool reverse, bool reset_after, S* out, S* h_n, GRUCache<S> cache);
-template <typename S>
-void gru_backward(const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths, bool reverse,
-                  bool reset_after, const GRUCache<S>& cache, const S* d_out, const S* d_h_n, const GradsOut<S>& g);
-
-template <typename S>
-void rnn_forward(const Dims& d, const S* x, const Weights<S>& w, const S* h0, const std::int64_t* lengths,
-                 bool reverse, bool relu, S* out, S* h_n, S* hs);
-template <typename S>
-void rnn_backward(const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths, bool reverse,
-                  bool relu, const S* hs, const S* d_out, const S* d_h_n, const GradsOut<S>& g);
+std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse);
 
 }  // namespace fastrnn::kernels

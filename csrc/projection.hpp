@@ -4,8 +4,8 @@
 // Backward: dW_ih += Σ dG[s, r]ᵀ x[time(s, r), row(r)] and dx[...] = dG · W_ih,
 //           also GEMMs over many steps, after the time loop.
 // Gx and dG live in step layout (steps, B, GH) with rows in schedule order.
-// The x-side products use the packed kernel with W_ih packed once per call;
-// the weight gradients (sums over T·B rows) use Eigen's GEMM.
+// The x-side products use the packed kernel with W_ih packed by the caller
+// (once per call, or once per inference engine); the weight gradients (sums over T·B rows) use Eigen's GEMM.
 // When the schedule is the identity, x is used in place; otherwise x's rows
 // are gathered chunk by chunk, so the extra memory is bounded.
 #pragma once
@@ -39,11 +39,11 @@ void gather_steps(const Dims& d, const S* x, const Schedule& sch, Index s0, Inde
 template <typename S>
 class InputProjection {
 public:
-    // full: (steps, B, GH) destination kept by the caller (training), or null
-    // to compute chunks on demand into a bounded buffer (inference).
-    InputProjection(const Dims& d, const S* x, const S* w_ih, Index GH, const Schedule& sch, S* full)
-        : d_(d), x_(x), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
-        w_.pack(w_ih, 1, GH, d.I, d.I, false);
+    // w: W_ih packed (1 group of GH rows, K = I). full: (steps, B, GH)
+    // destination kept by the caller (training), or null to compute chunks
+    // on demand into a bounded buffer (inference).
+    InputProjection(const Dims& d, const S* x, const PackedMatrix<S>& w, Index GH, const Schedule& sch, S* full)
+        : d_(d), x_(x), w_(w), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
         if (full_) {
             for (Index s0 = 0; s0 < sch_.steps(); s0 += chunk_)
                 compute(s0, std::min(sch_.steps(), s0 + chunk_), full_ + s0 * d_.B * GH_);
@@ -79,7 +79,7 @@ private:
 
     Dims d_;
     const S* x_;
-    PackedMatrix<S> w_;
+    const PackedMatrix<S>& w_;
     Index GH_;
     const Schedule& sch_;
     S* full_;

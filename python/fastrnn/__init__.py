@@ -9,6 +9,7 @@ from .cells import GRUCell, LSTMCell, RNNCell
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .saving import load, save
 from . import utils
+from .engine import InferenceEngine
 from . import interop
 from ._config import config, show_config
 from .interop import from_keras, from_torch, to_keras_weights, to_torch_state_dict
@@ -20,7 +21,7 @@ _threadpool.register()             # fastrnn's pool in threadpoolctl, when that 
 __version__ = "0.1.0"
 
 __all__ = ["functional", "reference", "set_num_threads", "get_num_threads", "nn", "optim", "Grads", "LSTMGrads", "__version__",
-           "LSTM", "GRU", "SimpleRNN", "interop", "from_torch", "to_torch_state_dict",
+           "LSTM", "GRU", "SimpleRNN", "InferenceEngine", "interop", "from_torch", "to_torch_state_dict",
            "from_keras", "to_keras_weights", "distributed", "config", "show_config",
            "EchoStateNetwork", "LSTMCell", "GRUCell", "RNNCell", "no_grad", "enable_grad",
            "is_grad_enabled", "save", "load", "utils"]

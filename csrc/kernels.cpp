@@ -1,0 +1,88 @@
+// The cell policies behind the entry points of kernels.hpp, for float and
+// double. Kernel translation units hold all the hot code and include no
+// Python headers, so they can be compiled once per instruction set (DESIGN §7).
+#include "kernels.hpp"
+
+#include "cells/gru.hpp"
+#include "cells/lstm.hpp"
+#include "cells/rnn.hpp"
+
+namespace fastrnn::kernels {
+
+namespace {
+
+template <typename Cell>
+struct Tag {
+    using type = Cell;
+};
+
+// f(Tag<Cell>{}) with the cell policy of c.
+template <typename S, typename F>
+void with_cell(const CellSpec& c, bool peephole, F&& f) {
+    switch (c.kind) {
+        case CellKind::lstm:
+            return peephole ? f(Tag<LSTMCell<S, true>>{}) : f(Tag<LSTMCell<S, false>>{});
+        case CellKind::gru:
+            return c.option ? f(Tag<GRUCell<S, true>>{}) : f(Tag<GRUCell<S, false>>{});
+        case CellKind::rnn:
+            return c.option ? f(Tag<RNNCell<S, Relu>>{}) : f(Tag<RNNCell<S, Tanh>>{});
+    }
+}
+
+template <typename S, typename Cell>
+class CellEngine final : public LayerEngine<S> {
+public:
+    CellEngine(const Weights<S>& w, Index I, Index H, bool reverse) : w_(w, I, H), I_(I), H_(H), reverse_(reverse) {}
+    void run(Index T, Index B, const S* x, const States<const S*>& s0, const std::int64_t* lengths, S* out,
+             const States<S*>& s_n) const override {
+        const Schedule sch(T, B, lengths, reverse_);
+        fastrnn::forward<S, Cell>(Dims{T, B, I_, H_}, x, w_, s0, sch, out, s_n, Cache<S>{});
+    }
+
+private:
+    PackedLayer<S, Cell> w_;
+    Index I_, H_;
+    bool reverse_;
+};
+
+}  // namespace
+
+template <typename S>
+void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const States<const S*>& s0,
+             const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n, const Cache<S>& cache) {
+    const Schedule sch(d.T, d.B, lengths, reverse);
+    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
+        using Cell = typename decltype(tag)::type;
+        const PackedLayer<S, Cell> packed(w, d.I, d.H);
+        fastrnn::forward<S, Cell>(d, x, packed, s0, sch, out, s_n, cache);
+    });
+}
+
+template <typename S>
+void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths,
+              bool reverse, const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
+    const Schedule sch(d.T, d.B, lengths, reverse);
+    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
+        fastrnn::backward<S, typename decltype(tag)::type>(d, x, w, sch, cache, d_out, d_n, g);
+    });
+}
+
+template <typename S>
+std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse) {
+    std::unique_ptr<LayerEngine<S>> e;
+    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
+        e = std::make_unique<CellEngine<S, typename decltype(tag)::type>>(w, I, H, reverse);
+    });
+    return e;
+}
+
+#define INSTANTIATE(S)                                                                                          \
+    template void forward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const States<const S*>&, \
+                             const std::int64_t*, bool, S*, const States<S*>&, const Cache<S>&);                \
+    template void backward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const std::int64_t*,   \
+                              bool, const Cache<S>&, const S*, const States<const S*>&, const Grads<S>&);       \
+    template std::unique_ptr<LayerEngine<S>> make_engine<S>(const CellSpec&, const Weights<S>&, Index, Index, bool);
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+}  // namespace fastrnn::kernels
