@@ -176,6 +176,40 @@ class OnnxRuntime(Backend):
         return {"inference": inference}
 
 
+class Engine(Backend):
+    """fastrnn's inference engine (`layer.inference()`, docs/engine.md): the problem's
+    weights in a layer, packed once when bound; calls time `eng(x)` alone."""
+    name = "engine"
+    modes = ("inference",)
+
+    def __init__(self):
+        try:
+            import fastrnn
+            fastrnn.LSTM.inference
+        except Exception as err:
+            self._absent(err)
+            return
+        self.fastrnn = fastrnn
+
+    def _info(self):
+        return {"version": self.fastrnn.__version__, "threads_set_by": "fastrnn.set_num_threads"}
+
+    def set_threads(self, n):
+        self.fastrnn.set_num_threads(n)
+
+    def bind(self, p, threads):
+        f, s = self.fastrnn, p.shape
+        layer = {"lstm": f.LSTM, "gru": f.GRU, "rnn": f.SimpleRNN}[p.cell](s.I, s.H)
+        layer.load_state_dict({"weight_ih_l0": p.w_ih, "weight_hh_l0": p.w_hh,
+                               "bias_ih_l0": p.b_ih, "bias_hh_l0": p.b_hh})
+        eng = layer.inference()
+
+        def inference():
+            return eng(p.x)[0]
+
+        return {"inference": inference}
+
+
 class Build(Functional):
     """fastrnn from another build, to time builds side by side: the `fastrnn` package in
     directory `path` (say a virtual environment's site-packages), imported under a name of
@@ -218,6 +252,7 @@ def _import_package(name, directory, isa):
 BACKENDS = {
     "reference": lambda: Functional("reference", "fastrnn.reference"),
     "fastrnn": lambda: Functional("fastrnn", "fastrnn.functional"),
+    "engine": Engine,
     "torch": Torch,
     "onnxruntime": OnnxRuntime,
 }

@@ -26,6 +26,7 @@ import machine
 import memory
 import peers
 import report
+import step
 
 PEERS = [name for name in peers.BACKENDS if name not in ("reference", report.PRIMARY)]
 QUICK = {"shapes": ",".join(cases.QUICK_SHAPES), "threads": "1", "warmup": 1, "repeats": 5,
@@ -63,6 +64,8 @@ def parse_args(argv):
     p.add_argument("--memory", metavar="T,B,I,H", help="LSTM shape of the peak-memory run "
                    f"(default {FULL['memory']}; quick {QUICK['memory']})")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    p.add_argument("--step", action="store_true", help="only the one-step latency table "
+                   "(B=1, I=H in 128,256,512; engine step vs PyTorch cells; benchmarks/step.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
@@ -223,8 +226,33 @@ def run_memory(backends, args, doc):
     doc["memory"] = {"cell": "lstm", "shape": vars(args.memory), "threads": threads, "runs": runs}
 
 
+def run_step(args):
+    """The one-step latency table at each thread count; exit status 1 on a mismatch."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    load = os.getloadavg()[0]
+    rows = []
+    for threads in args.threads:
+        with machine.thread_limit(threads):
+            fastrnn.set_num_threads(threads)
+            if torch is not None:
+                torch.set_num_threads(threads)
+            rows += step.step_rows(fastrnn, torch, threads)
+    text, ok = step.table(rows)
+    print(f"one-step latency · CPU: {machine.cpu_info().get('model', '?')} · load average "
+          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
+    print(text)
+    if args.json:
+        report.write_json({"step": rows}, args.json)
+    return ok
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.step:
+        sys.exit(0 if run_step(args) else 1)
     all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
     all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]
     all_backends += [peers.BACKENDS[name]() for name in args.peers]

@@ -1,9 +1,13 @@
 // pybind11 bindings of the kernels: check, allocate, release the GIL, run.
 //
-// fastrnn/functional.py validates arguments with user-facing messages and
-// passes C-contiguous arrays of one dtype; the checks here are a second line
-// that keeps a wrong call from reading out of bounds (ValueError, never a
-// crash). Outputs and caches are NumPy arrays owned by Python.
+// fastrnn/functional.py and fastrnn/layers.py validate arguments with
+// user-facing messages and pass C-contiguous arrays of one dtype; the checks
+// here only keep a wrong call from reading out of bounds (ValueError, never a
+// crash). Results cross as named types: ForwardResult, GradsResult, and the
+// training caches LSTMCache / GRUCache / RNNCache, which hold the forward's
+// inputs and options so backward takes the cache alone. EngineLayer is one
+// packed layer-direction of fastrnn.engine. Outputs and caches are NumPy
+// arrays owned by Python. The interface is typed in python/fastrnn/_core.pyi.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -17,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace py = pybind11;
 using namespace fastrnn;
@@ -130,209 +135,363 @@ Arr<S> sequence(const char* name, const Dims& d, Index n, const std::int64_t* le
     return lengths ? zeros<S>(name, {d.T, d.B, n}) : empty<S>(name, {d.T, d.B, n});
 }
 
-template <typename S>
-py::tuple lstm_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
-                       const Arr<S>& b_hh, const Arr<S>& h0, const Arr<S>& c0, const std::optional<Arr<S>>& peephole,
-                       const Lengths& lengths, bool reverse, bool training) {
-    const Dims d = dims_of(x, w_ih, w_hh, 4);
-    Weights<S> w = weights(d, 4, w_ih, w_hh, b_ih, b_hh);
+using kernels::CellKind;
+
+constexpr const char* cell_name(CellKind k) {
+    return k == CellKind::lstm ? "lstm" : k == CellKind::gru ? "gru" : "rnn";
+}
+
+// The training cache of one layer-direction as Python holds it: the
+// forward's inputs (references, not copies) and options, then the kernel's
+// saved arrays in step layout. One C++ type per cell, so each binds as a
+// class of its own (LSTMCache, GRUCache, RNNCache) and a cache cannot reach
+// another cell's backward. Read-only from Python.
+struct CacheData {
+    py::array x, w_ih, w_hh;
+    py::object peephole = py::none(), lengths = py::none();  // None when absent
+    bool reverse = false, option = false;  // option: GRU reset_after, SimpleRNN relu
+    py::object gates = py::none(), hs = py::none(), cs = py::none(), hn = py::none();  // None where absent
+};
+template <CellKind K>
+struct CellCache : CacheData {};
+
+// What a forward call returns; c_n and cache are None where absent.
+struct ForwardResult {
+    py::object out = py::none(), h_n = py::none(), c_n = py::none(), cache = py::none();
+};
+
+// What a backward call returns; dc0, dpeephole are None where absent.
+struct GradsResult {
+    py::object dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dpeephole;
+};
+
+// One forward for every cell. c0 and peephole are LSTM's (None otherwise).
+template <typename S, CellKind K>
+ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
+                      const Arr<S>& b_hh, const Arr<S>& h0, const std::optional<Arr<S>>& c0,
+                      const std::optional<Arr<S>>& peephole, const Lengths& lengths, bool reverse, bool training,
+                      bool option) {
+    const Index G = kernels::gates(K);
+    const int NS = kernels::states(K);
+    const Dims d = dims_of(x, w_ih, w_hh, G);
+    Weights<S> w = weights(d, G, w_ih, w_hh, b_ih, b_hh);
     if (peephole) {
         check_shape(*peephole, {3, d.H}, "peephole");
         w.peephole = peephole->data();
     }
     check_shape(h0, {d.B, d.H}, "h0");
-    check_shape(c0, {d.B, d.H}, "c0");
+    require(c0.has_value() == (NS == 2), "c0 must be given exactly for an LSTM");
+    if (c0) check_shape(*c0, {d.B, d.H}, "c0");
     const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H}), c_n = empty<S>("c_n", {d.B, d.H});
-    py::object gates = py::none(), hs = py::none(), cs = py::none();
+    ForwardResult r;
+    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
+    r.out = out, r.h_n = h_n;
+    States<S*> s_n{h_n.mutable_data(), nullptr};
+    if (NS == 2) {
+        Arr<S> c_n = empty<S>("c_n", {d.B, d.H});
+        s_n[1] = c_n.mutable_data();
+        r.c_n = c_n;
+    }
     Cache<S> cache;
     if (training) {
-        Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 4 * d.H}),
-               h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H}),
-               c = empty<S>("the training cache (c)", {d.T + 1, d.B, d.H});
-        cache.gates = g.mutable_data(), cache.hs = h.mutable_data(), cache.cs = c.mutable_data();
-        gates = g, hs = h, cs = c;
+        CellCache<K> c;
+        c.x = x, c.w_ih = w_ih, c.w_hh = w_hh, c.lengths = lengths ? py::object(*lengths) : py::none();
+        c.peephole = peephole ? py::object(*peephole) : py::none();
+        c.reverse = reverse, c.option = option;
+        auto keep = [&](const char* name, std::initializer_list<Index> shape, S*& ptr, py::object& field) {
+            Arr<S> a = empty<S>(name, shape);
+            ptr = a.mutable_data();
+            field = a;
+        };
+        if (K != CellKind::rnn) keep("the training cache (gates)", {d.T, d.B, G * d.H}, cache.gates, c.gates);
+        keep("the training cache (h)", {d.T + 1, d.B, d.H}, cache.hs, c.hs);
+        if (K == CellKind::lstm) keep("the training cache (c)", {d.T + 1, d.B, d.H}, cache.cs, c.cs);
+        if (K == CellKind::gru && option) keep("the training cache (n)", {d.T, d.B, d.H}, cache.hn, c.hn);
+        r.cache = py::cast(std::move(c));
     }
     {
         py::gil_scoped_release nogil;
-        kernels::forward<S>({kernels::CellKind::lstm, false}, d, x.data(), w, {h0.data(), c0.data()}, len, reverse,
-                            out.mutable_data(), {h_n.mutable_data(), c_n.mutable_data()}, cache);
+        kernels::forward<S>({K, option}, d, x.data(), w, {h0.data(), c0 ? c0->data() : nullptr}, len, reverse,
+                            out.mutable_data(), s_n, cache);
     }
-    return py::make_tuple(out, h_n, c_n, gates, hs, cs);
+    return r;
 }
 
+// A cache field as the array the kernel expects (dtype S, C order, shape):
+// caches are made by forward(), so a mismatch means a misuse, never a crash.
 template <typename S>
-py::tuple lstm_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh,
-                        const std::optional<Arr<S>>& peephole, const Lengths& lengths, bool reverse,
-                        const Arr<S>& gates, const Arr<S>& hs, const Arr<S>& cs, const Arr<S>& d_out,
-                        const Arr<S>& d_h_n, const Arr<S>& d_c_n) {
-    const Dims d = dims_of(x, w_ih, w_hh, 4);
+S* cache_array(const py::object& a, std::initializer_list<Index> shape, const char* name) {
+    require(py::isinstance<Arr<S>>(a), std::string("the cache's ") + name + " is not a C-ordered array of the gradients' dtype");
+    Arr<S> arr = py::reinterpret_borrow<Arr<S>>(a);
+    check_shape(arr, shape, name);
+    return const_cast<S*>(arr.data());
+}
+
+// One backward for every cell: the cache holds the forward's inputs and
+// options; d_c_n is LSTM's (None otherwise).
+template <typename S, CellKind K>
+GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d_h_n,
+                     const std::optional<Arr<S>>& d_c_n) {
+    const Index G = kernels::gates(K);
+    const int NS = kernels::states(K);
+    require(py::isinstance<Arr<S>>(c.x) && py::isinstance<Arr<S>>(c.w_ih) && py::isinstance<Arr<S>>(c.w_hh),
+            "the cache's arrays must have the gradients' dtype");
+    const Arr<S> x = py::reinterpret_borrow<Arr<S>>(c.x), w_ih = py::reinterpret_borrow<Arr<S>>(c.w_ih),
+                 w_hh = py::reinterpret_borrow<Arr<S>>(c.w_hh);
+    const Dims d = dims_of(x, w_ih, w_hh, G);
     Weights<S> w{w_ih.data(), w_hh.data(), nullptr, nullptr};
-    if (peephole) {
-        check_shape(*peephole, {3, d.H}, "peephole");
-        w.peephole = peephole->data();
-    }
+    if (!c.peephole.is_none()) w.peephole = cache_array<S>(c.peephole, {3, d.H}, "peephole");
+    const Lengths lengths = c.lengths.is_none() ? Lengths() : Lengths(py::cast<py::array_t<std::int64_t, py::array::c_style>>(c.lengths));
     const std::int64_t* len = lengths_ptr(lengths, d);
-    check_shape(gates, {d.T, d.B, 4 * d.H}, "gates");
-    check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
-    check_shape(cs, {d.T + 1, d.B, d.H}, "cs");
+    Cache<S> cache;
+    if (K != CellKind::rnn) cache.gates = cache_array<S>(c.gates, {d.T, d.B, G * d.H}, "gates");
+    cache.hs = cache_array<S>(c.hs, {d.T + 1, d.B, d.H}, "hs");
+    if (K == CellKind::lstm) cache.cs = cache_array<S>(c.cs, {d.T + 1, d.B, d.H}, "cs");
+    if (K == CellKind::gru && c.option) cache.hn = cache_array<S>(c.hn, {d.T, d.B, d.H}, "hn");
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    check_shape(d_c_n, {d.B, d.H}, "d_c_n");
-    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}), dc0 = empty<S>("dc0", {d.B, d.H}),
-           dw_ih = empty<S>("dw_ih", {4 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {4 * d.H, d.H}), db = empty<S>("db", {4 * d.H});
-    py::object dpeep = py::none();
-    Buffer<S> db_hh(4 * d.H);
-    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), dw_ih.mutable_data(),
-               dw_hh.mutable_data(), db.mutable_data(), db_hh.data(), nullptr};
-    if (peephole) {
+    require(d_c_n.has_value() == (NS == 2), "d_c_n must be given exactly for an LSTM");
+    if (d_c_n) check_shape(*d_c_n, {d.B, d.H}, "d_c_n");
+    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
+           dw_ih = empty<S>("dw_ih", {G * d.H, d.I}), dw_hh = empty<S>("dw_hh", {G * d.H, d.H}),
+           db_ih = empty<S>("db_ih", {G * d.H}), db_hh = empty<S>("db_hh", {G * d.H});
+    GradsResult r{dx, dh0, py::none(), dw_ih, dw_hh, db_ih, db_hh, py::none()};
+    Grads<S> g;
+    g.dx = dx.mutable_data(), g.dh0 = dh0.mutable_data(), g.dw_ih = dw_ih.mutable_data();
+    g.dw_hh = dw_hh.mutable_data(), g.db_ih = db_ih.mutable_data(), g.db_hh = db_hh.mutable_data();
+    if (NS == 2) {
+        Arr<S> dc0 = empty<S>("dc0", {d.B, d.H});
+        g.dc0 = dc0.mutable_data();
+        r.dc0 = dc0;
+    }
+    if (w.peephole) {
         Arr<S> dp = empty<S>("dpeephole", {3, d.H});
         g.dpeephole = dp.mutable_data();
-        dpeep = dp;
+        r.dpeephole = dp;
     }
-    Cache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()), const_cast<S*>(cs.data())};
     {
         py::gil_scoped_release nogil;
-        kernels::backward<S>({kernels::CellKind::lstm, false}, d, x.data(), w, len, reverse, cache, d_out.data(),
-                             {d_h_n.data(), d_c_n.data()}, g);
+        kernels::backward<S>({K, c.option}, d, x.data(), w, len, c.reverse, cache, d_out.data(),
+                             {d_h_n.data(), d_c_n ? d_c_n->data() : nullptr}, g);
     }
-    return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db, dpeep);
+    return r;
 }
 
-template <typename S>
-py::tuple gru_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
-                      const Arr<S>& b_hh, const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training,
-                      bool reset_after) {
-    const Dims d = dims_of(x, w_ih, w_hh, 3);
-    const Weights<S> w = weights(d, 3, w_ih, w_hh, b_ih, b_hh);
-    check_shape(h0, {d.B, d.H}, "h0");
-    const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
-    py::object gates = py::none(), hs = py::none(), hn = py::none();
-    Cache<S> cache;
-    if (training) {
-        Arr<S> g = empty<S>("the training cache (gates)", {d.T, d.B, 3 * d.H}),
-               h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
-        cache.gates = g.mutable_data();
-        cache.hs = h.mutable_data();
-        gates = g, hs = h;
-        if (reset_after) {
-            Arr<S> n = empty<S>("the training cache (n)", {d.T, d.B, d.H});
-            cache.hn = n.mutable_data();
-            hn = n;
-        }
-    }
-    {
-        py::gil_scoped_release nogil;
-        kernels::forward<S>({kernels::CellKind::gru, reset_after}, d, x.data(), w, {h0.data(), nullptr}, len,
-                            reverse, out.mutable_data(), {h_n.mutable_data(), nullptr}, cache);
-    }
-    return py::make_tuple(out, h_n, gates, hs, hn);
-}
-
-template <typename S>
-py::tuple gru_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Lengths& lengths,
-                       bool reverse, bool reset_after, const Arr<S>& gates, const Arr<S>& hs,
-                       const std::optional<Arr<S>>& hn, const Arr<S>& d_out, const Arr<S>& d_h_n) {
-    const Dims d = dims_of(x, w_ih, w_hh, 3);
-    const Weights<S> w{w_ih.data(), w_hh.data(), nullptr, nullptr};
-    const std::int64_t* len = lengths_ptr(lengths, d);
-    check_shape(gates, {d.T, d.B, 3 * d.H}, "gates");
-    check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
-    require(hn.has_value() == reset_after, "hn must be given exactly when reset_after");
-    if (hn) check_shape(*hn, {d.T, d.B, d.H}, "hn");
-    check_shape(d_out, {d.T, d.B, d.H}, "d_out");
-    check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
-           dw_ih = empty<S>("dw_ih", {3 * d.H, d.I}), dw_hh = empty<S>("dw_hh", {3 * d.H, d.H}),
-           db_ih = empty<S>("db_ih", {3 * d.H}), db_hh = empty<S>("db_hh", {3 * d.H});
-    Cache<S> cache{const_cast<S*>(gates.data()), const_cast<S*>(hs.data()), nullptr,
-                   hn ? const_cast<S*>(hn->data()) : nullptr};
-    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), nullptr, dw_ih.mutable_data(),
-               dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
-    {
-        py::gil_scoped_release nogil;
-        kernels::backward<S>({kernels::CellKind::gru, reset_after}, d, x.data(), w, len, reverse, cache, d_out.data(),
-                             {d_h_n.data(), nullptr}, g);
-    }
-    return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
-}
-
-template <typename S>
-py::tuple rnn_forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
-                      const Arr<S>& b_hh, const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training,
-                      bool relu) {
-    const Dims d = dims_of(x, w_ih, w_hh, 1);
-    const Weights<S> w = weights(d, 1, w_ih, w_hh, b_ih, b_hh);
-    check_shape(h0, {d.B, d.H}, "h0");
-    const std::int64_t* len = lengths_ptr(lengths, d);
-    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
-    py::object hs = py::none();
-    Cache<S> cache;
-    if (training) {
-        Arr<S> h = empty<S>("the training cache (h)", {d.T + 1, d.B, d.H});
-        cache.hs = h.mutable_data();
-        hs = h;
-    }
-    {
-        py::gil_scoped_release nogil;
-        kernels::forward<S>({kernels::CellKind::rnn, relu}, d, x.data(), w, {h0.data(), nullptr}, len, reverse,
-                            out.mutable_data(), {h_n.mutable_data(), nullptr}, cache);
-    }
-    return py::make_tuple(out, h_n, hs);
-}
-
-template <typename S>
-py::tuple rnn_backward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Lengths& lengths,
-                       bool reverse, bool relu, const Arr<S>& hs, const Arr<S>& d_out, const Arr<S>& d_h_n) {
-    const Dims d = dims_of(x, w_ih, w_hh, 1);
-    const Weights<S> w{w_ih.data(), w_hh.data(), nullptr, nullptr};
-    const std::int64_t* len = lengths_ptr(lengths, d);
-    check_shape(hs, {d.T + 1, d.B, d.H}, "hs");
-    check_shape(d_out, {d.T, d.B, d.H}, "d_out");
-    check_shape(d_h_n, {d.B, d.H}, "d_h_n");
-    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
-           dw_ih = empty<S>("dw_ih", {d.H, d.I}), dw_hh = empty<S>("dw_hh", {d.H, d.H}),
-           db_ih = empty<S>("db_ih", {d.H}), db_hh = empty<S>("db_hh", {d.H});
-    Grads<S> g{dx.mutable_data(), dh0.mutable_data(), nullptr, dw_ih.mutable_data(),
-               dw_hh.mutable_data(), db_ih.mutable_data(), db_hh.mutable_data()};
-    Cache<S> cache;
-    cache.hs = const_cast<S*>(hs.data());
-    {
-        py::gil_scoped_release nogil;
-        kernels::backward<S>({kernels::CellKind::rnn, relu}, d, x.data(), w, len, reverse, cache, d_out.data(),
-                             {d_h_n.data(), nullptr}, g);
-    }
-    return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
+template <CellKind K>
+void bind_cache(py::module_& m, const char* name) {
+    py::class_<CellCache<K>> c(m, name, "Training cache of one layer-direction (opaque; read-only)");
+    c.def_property_readonly("cell", [](const CellCache<K>&) { return cell_name(K); })
+        .def_readonly("x", &CacheData::x)
+        .def_readonly("w_ih", &CacheData::w_ih)
+        .def_readonly("w_hh", &CacheData::w_hh)
+        .def_readonly("lengths", &CacheData::lengths)
+        .def_readonly("reverse", &CacheData::reverse)
+        .def_readonly("hs", &CacheData::hs);
+    if (K != CellKind::rnn) c.def_readonly("gates", &CacheData::gates);
+    if (K == CellKind::lstm) c.def_readonly("peephole", &CacheData::peephole).def_readonly("cs", &CacheData::cs);
+    if (K == CellKind::gru) c.def_readonly("reset_after", &CacheData::option).def_readonly("hn", &CacheData::hn);
+    if (K == CellKind::rnn) c.def_property_readonly("nonlinearity", [](const CellCache<K>& self) {
+        return self.option ? "relu" : "tanh";
+    });
 }
 
 template <typename S>
 void bind_dtype(py::module_& m) {
     // noconvert: functional.py passes exact dtypes; a float64 array must never
     // be silently narrowed by the float overload.
-    m.def("lstm_forward", &lstm_forward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(),
-          py::arg("h0").noconvert(), py::arg("c0").noconvert(), py::arg("peephole").noconvert(),
-          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"));
-    m.def("lstm_backward", &lstm_backward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("peephole").noconvert(), py::arg("lengths").noconvert(),
-          py::arg("reverse"), py::arg("gates").noconvert(), py::arg("hs").noconvert(), py::arg("cs").noconvert(),
-          py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert(), py::arg("d_c_n").noconvert());
-    m.def("gru_forward", &gru_forward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(),
-          py::arg("h0").noconvert(), py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"),
-          py::arg("reset_after"));
-    m.def("gru_backward", &gru_backward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("reset_after"),
-          py::arg("gates").noconvert(), py::arg("hs").noconvert(), py::arg("hn").noconvert(),
-          py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
-    m.def("rnn_forward", &rnn_forward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(),
-          py::arg("h0").noconvert(), py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"),
-          py::arg("relu"));
-    m.def("rnn_backward", &rnn_backward<S>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-          py::arg("w_hh").noconvert(), py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("relu"),
-          py::arg("hs").noconvert(), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
+    m.def("lstm_forward",
+          [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
+             const Arr<S>& h0, const Arr<S>& c0, const std::optional<Arr<S>>& peephole, const Lengths& lengths,
+             bool reverse, bool training) {
+              return forward<S, CellKind::lstm>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lengths, reverse,
+                                                training, false);
+          },
+          py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
+          py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
+          py::arg("c0").noconvert(), py::arg("peephole").noconvert(), py::arg("lengths").noconvert(),
+          py::arg("reverse"), py::arg("training"));
+    m.def("gru_forward",
+          [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
+             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool reset_after) {
+              return forward<S, CellKind::gru>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
+                                               reverse, training, reset_after);
+          },
+          py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
+          py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
+          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("reset_after"));
+    m.def("rnn_forward",
+          [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
+             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool relu) {
+              return forward<S, CellKind::rnn>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
+                                               reverse, training, relu);
+          },
+          py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
+          py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
+          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("relu"));
+    m.def("lstm_backward", &backward<S, CellKind::lstm>, py::arg("cache"), py::arg("d_out").noconvert(),
+          py::arg("d_h_n").noconvert(), py::arg("d_c_n").noconvert());
+    m.def("gru_backward",
+          [](const CellCache<CellKind::gru>& c, const Arr<S>& d_out, const Arr<S>& d_h_n) {
+              return backward<S, CellKind::gru>(c, d_out, d_h_n, std::nullopt);
+          },
+          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
+    m.def("rnn_backward",
+          [](const CellCache<CellKind::rnn>& c, const Arr<S>& d_out, const Arr<S>& d_h_n) {
+              return backward<S, CellKind::rnn>(c, d_out, d_h_n, std::nullopt);
+          },
+          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
+}
+
+void bind_results(py::module_& m) {
+    py::class_<ForwardResult>(m, "ForwardResult", "out, h_n, c_n (LSTM, else None), cache (training, else None)")
+        .def_readonly("out", &ForwardResult::out)
+        .def_readonly("h_n", &ForwardResult::h_n)
+        .def_readonly("c_n", &ForwardResult::c_n)
+        .def_readonly("cache", &ForwardResult::cache);
+    py::class_<GradsResult>(m, "GradsResult", "Gradients of one layer-direction; dc0, dpeephole None where absent")
+        .def_readonly("dx", &GradsResult::dx)
+        .def_readonly("dh0", &GradsResult::dh0)
+        .def_readonly("dc0", &GradsResult::dc0)
+        .def_readonly("dw_ih", &GradsResult::dw_ih)
+        .def_readonly("dw_hh", &GradsResult::dw_hh)
+        .def_readonly("db_ih", &GradsResult::db_ih)
+        .def_readonly("db_hh", &GradsResult::db_hh)
+        .def_readonly("dpeephole", &GradsResult::dpeephole);
+    bind_cache<CellKind::lstm>(m, "LSTMCache");
+    bind_cache<CellKind::gru>(m, "GRUCache");
+    bind_cache<CellKind::rnn>(m, "RNNCache");
+}
+
+// One layer-direction of an inference engine (python/fastrnn/engine.py):
+// the weights packed once, in one dtype; run() is the forward pass in
+// inference mode with optional preallocated outputs (the `out=` form).
+// Calls release the GIL and share nothing mutable, so Python threads may
+// run one engine at once.
+class EngineLayer {
+public:
+    EngineLayer(CellKind kind, bool option, const py::array& w_ih, const py::array& w_hh, const py::array& b_ih,
+                const py::array& b_hh, const std::optional<py::array>& peephole, bool reverse)
+        : kind_(kind), reverse_(reverse), dtype_(w_ih.dtype()) {
+        if (py::isinstance<Arr<float>>(w_ih))
+            f32_ = make<float>(option, w_ih, w_hh, b_ih, b_hh, peephole);
+        else
+            f64_ = make<double>(option, w_ih, w_hh, b_ih, b_hh, peephole);
+    }
+
+    Index input_size() const { return I_; }
+    Index hidden_size() const { return H_; }
+    bool reverse() const { return reverse_; }
+    py::dtype dtype() const { return dtype_; }
+    int states() const { return kernels::states(kind_); }
+
+    // x (T, B, I) -> (out (T, B, H), h_n, c_n or None); outputs given are
+    // written in place (never reallocated) and returned.
+    template <typename S>
+    py::tuple run(const Arr<S>& x, const Arr<S>& h0, const std::optional<Arr<S>>& c0, const Lengths& lengths,
+                  std::optional<Arr<S>> out, std::optional<Arr<S>> h_n, std::optional<Arr<S>> c_n) const {
+        const auto& e = engine<S>();
+        require(x.ndim() == 3, "x must have rank 3 (T, B, I), got shape " + shape_str(x));
+        const Dims d{x.shape(0), x.shape(1), x.shape(2), H_};
+        check_shape(x, {d.T, d.B, I_}, "x");
+        checked_size({d.T + 1, d.B, d.H}, "the outputs of x");
+        check_shape(h0, {d.B, d.H}, "h0");
+        require(c0.has_value() == (states() == 2), "c0 must be given exactly for an LSTM");
+        if (c0) check_shape(*c0, {d.B, d.H}, "c0");
+        const std::int64_t* len = lengths_ptr(lengths, d);
+        auto output = [&](std::optional<Arr<S>>& a, const char* name, std::initializer_list<Index> shape) {
+            if (a) {
+                check_shape(*a, shape, name);
+                require(a->writeable(), std::string(name) + " must be writeable");
+            } else {
+                a = empty<S>(name, shape);
+            }
+        };
+        output(out, "out", {d.T, d.B, d.H});
+        if (len) std::memset(out->mutable_data(), 0, out->size() * sizeof(S));  // padding is never written
+        output(h_n, "h_n", {d.B, d.H});
+        if (states() == 2) output(c_n, "c_n", {d.B, d.H});
+        {
+            py::gil_scoped_release nogil;
+            e.run(d.T, d.B, x.data(), {h0.data(), c0 ? c0->data() : nullptr}, len, out->mutable_data(),
+                  {h_n->mutable_data(), c_n ? c_n->mutable_data() : nullptr});
+        }
+        return py::make_tuple(*out, *h_n, c_n ? py::object(*c_n) : py::none());
+    }
+
+private:
+    template <typename S>
+    std::unique_ptr<kernels::LayerEngine<S>> make(bool option, const py::array& w_ih_, const py::array& w_hh_,
+                                                  const py::array& b_ih_, const py::array& b_hh_,
+                                                  const std::optional<py::array>& peephole_) {
+        const Index G = kernels::gates(kind_);
+        auto arr = [](const py::array& a, const char* name) {
+            require(py::isinstance<Arr<S>>(a), std::string(name) + " must be a C-ordered array of the weights' dtype");
+            return py::reinterpret_borrow<Arr<S>>(a);
+        };
+        const Arr<S> w_ih = arr(w_ih_, "w_ih"), w_hh = arr(w_hh_, "w_hh");
+        require(w_hh.ndim() == 2 && w_hh.shape(0) == G * w_hh.shape(1) && w_hh.shape(1) > 0,
+                "w_hh must have shape (G*H, H), got " + shape_str(w_hh));
+        H_ = w_hh.shape(1);
+        require(w_ih.ndim() == 2, "w_ih must have rank 2, got shape " + shape_str(w_ih));
+        I_ = w_ih.shape(1);
+        check_shape(w_ih, {G * H_, I_}, "w_ih");
+        const Dims d{0, 0, I_, H_};
+        Weights<S> w = weights(d, G, w_ih, w_hh, arr(b_ih_, "b_ih"), arr(b_hh_, "b_hh"));
+        std::optional<Arr<S>> peephole;
+        if (peephole_) {
+            require(kind_ == CellKind::lstm, "peephole is LSTM's");
+            peephole = arr(*peephole_, "peephole");
+            check_shape(*peephole, {3, H_}, "peephole");
+            w.peephole = peephole->data();
+        }
+        return kernels::make_engine<S>({kind_, option}, w, I_, H_, reverse_);
+    }
+
+    template <typename S>
+    const kernels::LayerEngine<S>& engine() const {
+        const auto& e = [&]() -> const auto& {
+            if constexpr (std::is_same_v<S, float>)
+                return f32_;
+            else
+                return f64_;
+        }();
+        require(e != nullptr, std::string("x must have the engine's dtype ") + py::str(dtype_).cast<std::string>());
+        return *e;
+    }
+
+    CellKind kind_;
+    bool reverse_;
+    py::dtype dtype_;
+    Index I_ = 0, H_ = 0;
+    std::unique_ptr<kernels::LayerEngine<float>> f32_;
+    std::unique_ptr<kernels::LayerEngine<double>> f64_;
+};
+
+template <typename S>
+void bind_engine_run(py::class_<EngineLayer>& c) {
+    c.def("run", &EngineLayer::run<S>, py::arg("x").noconvert(), py::arg("h0").noconvert(),
+          py::arg("c0").noconvert(), py::arg("lengths").noconvert(), py::arg("out").noconvert() = py::none(),
+          py::arg("h_n").noconvert() = py::none(), py::arg("c_n").noconvert() = py::none());
+}
+
+void bind_engine(py::module_& m) {
+    py::class_<EngineLayer> c(m, "EngineLayer", "One layer-direction of an inference engine (fastrnn.engine)");
+    c.def(py::init([](const std::string& cell, bool option, const py::array& w_ih, const py::array& w_hh,
+                      const py::array& b_ih, const py::array& b_hh, const std::optional<py::array>& peephole,
+                      bool reverse) {
+              const CellKind k = cell == "lstm" ? CellKind::lstm : cell == "gru" ? CellKind::gru : CellKind::rnn;
+              require(cell == cell_name(k), "cell must be 'lstm', 'gru' or 'rnn', got " + cell);
+              return std::make_unique<EngineLayer>(k, option, w_ih, w_hh, b_ih, b_hh, peephole, reverse);
+          }),
+          py::arg("cell"), py::arg("option"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
+          py::arg("peephole"), py::arg("reverse"))
+        .def_property_readonly("input_size", &EngineLayer::input_size)
+        .def_property_readonly("hidden_size", &EngineLayer::hidden_size)
+        .def_property_readonly("reverse", &EngineLayer::reverse)
+        .def_property_readonly("dtype", &EngineLayer::dtype)
+        .def_property_readonly("states", &EngineLayer::states);
+    bind_engine_run<float>(c);
+    bind_engine_run<double>(c);
 }
 
 // What this module was built with, for fastrnn.config(): the build's
@@ -361,6 +520,8 @@ py::dict build_config() {
 PYBIND11_MODULE(FASTRNN_MODULE, m) {
     m.doc() = "fastrnn C++ kernels (private: use fastrnn.functional)";
     Eigen::initParallel();
+    bind_results(m);
+    bind_engine(m);
     bind_dtype<float>(m);
     bind_dtype<double>(m);
     m.def("set_num_threads", [](int n) {

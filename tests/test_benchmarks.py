@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fastrnn
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
@@ -23,7 +25,7 @@ def test_suite_runs_and_validates_every_backend(tmp_path):
     meta = doc["meta"]
     assert meta["threads"] == [1] and meta["quick"] is True
     assert meta["cpu"]["model"] and meta["blas"]["libraries"]
-    assert set(doc["backends"]) == {"reference", "fastrnn", "torch", "onnxruntime"}
+    assert set(doc["backends"]) == {"reference", "fastrnn", "engine", "torch", "onnxruntime"}
     present = {name for name, info in doc["backends"].items() if info["available"]}
     for name, info in doc["backends"].items():
         assert info["available"] or info["reason"]
@@ -36,7 +38,8 @@ def test_suite_runs_and_validates_every_backend(tmp_path):
         gates = {"lstm": 4, "gru": 3, "rnn": 1}[row["cell"]]
         assert row["shape"] == {"name": "tiny", "T": 6, "B": 3, "I": 5, "H": 4}
         assert row["flops"] == 2 * 6 * 3 * (5 + 4) * gates * 4 * (3 if row["mode"] == "training" else 1)
-        expected = present if row["mode"] == "inference" else present - {"onnxruntime"}
+        inference_only = {"onnxruntime", "engine"}
+        expected = present if row["mode"] == "inference" else present - inference_only
         assert set(row["backends"]) == expected
         for name, r in row["backends"].items():
             assert r["validation"]["ok"], (name, row["cell"], row["mode"], r["validation"])
@@ -50,3 +53,18 @@ def test_suite_runs_and_validates_every_backend(tmp_path):
     run0 = mem["runs"][0]
     assert run0["backend"] == ("fastrnn" if "fastrnn" in present else "reference")
     assert run0["peak_rise_mib"] >= 0 and run0["output_mib"] > 0
+
+
+@pytest.mark.slow
+def test_step_table_runs_and_validates(tmp_path):
+    """run.py --step: every one-step backend matches the layer, for each cell and size."""
+    out = tmp_path / "step.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(fastrnn.__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, str(RUN), "--step", "--threads", "1", "--json", str(out)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr + run.stdout
+    rows = json.loads(out.read_text())["step"]
+    assert {(r["cell"], r["H"]) for r in rows} == {(c, h) for c in ("lstm", "gru") for h in (128, 256, 512)}
+    for r in rows:
+        assert {"eng.step", "eng.step out=", "layer T=1"} <= set(r["us"])
+        assert all(e <= 1e-3 for e in r["errors"].values()), r["errors"]

@@ -8,13 +8,22 @@ G gates (LSTM 4: i, f, g, o; GRU 3: r, z, n; SimpleRNN 1). Time-major.
 
 `fastrnn.reference` has the same functions in plain NumPy (the oracle).
 Every kernel call releases the GIL.
-"""
-from dataclasses import dataclass
-from typing import Optional
 
+The public functions check their arguments, then call the unchecked
+`_*_forward` / `_*_backward` of the same signature, which `layers` calls
+after its own checks (one check per boundary). The cache is the compiled
+module's `LSTMCache` / `GRUCache` / `RNNCache`: it holds the forward's inputs
+(references, not copies: changing x or the weights in place between forward
+and backward changes the gradients), its options and the saved arrays.
+"""
 import numpy as np
 
-from ._isa import core as _core
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import _core             # the kernel modules' interface (_core.pyi)
+else:
+    from ._isa import core as _core
 from ._checks import check_backward, check_choice, check_flag, check_forward, require_cache
 from ._types import Grads, LSTMGrads
 
@@ -26,22 +35,7 @@ __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
 # it cannot create them), not a configuration.
 MAX_THREADS = 1024
 
-
-@dataclass(frozen=True)
-class Cache:
-    """What backward needs from a training-mode forward (opaque to users).
-
-    Holds references to the forward's inputs (not copies): changing x or the
-    weights in place between forward and backward changes the gradients.
-    """
-    cell: str
-    x: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    lengths: Optional[np.ndarray]
-    reverse: bool
-    option: object          # peephole (LSTM), reset_after (GRU), relu (SimpleRNN)
-    arrays: tuple           # the kernel's saved tensors, in step order
+_CACHES = {"lstm": _core.LSTMCache, "gru": _core.GRUCache, "rnn": _core.RNNCache}
 
 
 def set_num_threads(n):
@@ -58,86 +52,122 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
-def _cache_or_none(training, cell, a, option, arrays):
-    if not training:
-        return None
-    return Cache(cell, a["x"], a["w_ih"], a["w_hh"], a["lengths"], a["reverse"], option, arrays)
-
+# -- checked, public ------------------------------------------------------------------------
 
 def _forward_args(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training, peephole=None):
     a = check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, peephole)
-    a["reverse"] = check_flag("reverse", reverse)
-    a["training"] = check_flag("training", training)
-    return a
+    return dict(x=a["x"], w_ih=a["w_ih"], w_hh=a["w_hh"], b_ih=a["b_ih"], b_hh=a["b_hh"], h0=a["h0"],
+                lengths=a["lengths"], reverse=check_flag("reverse", reverse),
+                training=check_flag("training", training)), a
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
                  lengths=None, reverse=False, training=True, peephole=None):
     """LSTM over x (T, B, I) -> out (T, B, H), h_n (B, H), c_n (B, H), cache."""
-    a = _forward_args("lstm", x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training,
-                      peephole)
-    out, h_n, c_n, *arrays = _core.lstm_forward(
-        a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["h0"], a["c0"], a["peephole"],
-        a["lengths"], a["reverse"], a["training"])
-    return out, h_n, c_n, _cache_or_none(a["training"], "lstm", a, a["peephole"], tuple(arrays))
-
-
-def lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
-    """BPTT through an LSTM forward; None gradients mean zero. -> LSTMGrads."""
-    c = require_cache(cache, Cache, "lstm_backward")
-    _check_cell(c, "lstm", "lstm_backward")
-    T, B, _ = c.x.shape
-    H = c.w_hh.shape[1]
-    d = check_backward("lstm", T, B, H, c.x.dtype, d_out, d_h_n, d_c_n)
-    dx, dh0, dc0, dw_ih, dw_hh, db, dp = _core.lstm_backward(
-        c.x, c.w_ih, c.w_hh, c.option, c.lengths, c.reverse, *c.arrays,
-        d["d_out"], d["d_h_n"], d["d_c_n"])
-    return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db, db.copy(), dp)
+    kw, a = _forward_args("lstm", x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training,
+                          peephole)
+    return _lstm_forward(c0=a["c0"], peephole=a["peephole"], **kw)
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
                 lengths=None, reverse=False, training=True, reset_after=True):
     """GRU over x (T, B, I) -> out (T, B, H), h_n (B, H), cache."""
-    a = _forward_args("gru", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
-    reset_after = check_flag("reset_after", reset_after)
-    out, h_n, gates, hs, hn = _core.gru_forward(
-        a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["h0"], a["lengths"],
-        a["reverse"], a["training"], reset_after)
-    return out, h_n, _cache_or_none(a["training"], "gru", a, reset_after, (gates, hs, hn))
-
-
-def gru_backward(cache, d_out=None, d_h_n=None):
-    """BPTT through a GRU forward; None gradients mean zero. -> Grads."""
-    return _backward_h_only("gru", cache, d_out, d_h_n)
+    kw, _ = _forward_args("gru", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
+    return _gru_forward(reset_after=check_flag("reset_after", reset_after), **kw)
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
                 lengths=None, reverse=False, training=True, nonlinearity="tanh"):
     """SimpleRNN (Elman) over x (T, B, I) -> out (T, B, H), h_n (B, H), cache."""
-    a = _forward_args("rnn", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
-    relu = check_choice("nonlinearity", nonlinearity, ("tanh", "relu")) == "relu"
-    out, h_n, hs = _core.rnn_forward(a["x"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["h0"],
-                                     a["lengths"], a["reverse"], a["training"], relu)
-    return out, h_n, _cache_or_none(a["training"], "rnn", a, relu, (hs,))
+    kw, _ = _forward_args("rnn", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
+    return _rnn_forward(nonlinearity=check_choice("nonlinearity", nonlinearity, ("tanh", "relu")), **kw)
+
+
+def _backward_args(cell, cache, d_out, d_h_n, d_c_n=None):
+    fn = f"{cell}_backward"
+    if isinstance(cache, tuple(_CACHES.values())) and cache.cell != cell:
+        raise TypeError(f"{fn}: cache comes from {cache.cell}_forward, not {cell}_forward")
+    c = require_cache(cache, _CACHES[cell], fn)
+    T, B, _ = c.x.shape
+    return c, check_backward(cell, T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n, d_c_n)
+
+
+def lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
+    """BPTT through an LSTM forward; None gradients mean zero. -> LSTMGrads."""
+    c, d = _backward_args("lstm", cache, d_out, d_h_n, d_c_n)
+    return _lstm_backward(c, d["d_out"], d["d_h_n"], d["d_c_n"])
+
+
+def gru_backward(cache, d_out=None, d_h_n=None):
+    """BPTT through a GRU forward; None gradients mean zero. -> Grads."""
+    c, d = _backward_args("gru", cache, d_out, d_h_n)
+    return _gru_backward(c, d["d_out"], d["d_h_n"])
 
 
 def rnn_backward(cache, d_out=None, d_h_n=None):
     """BPTT through a SimpleRNN forward; None gradients mean zero. -> Grads."""
-    return _backward_h_only("rnn", cache, d_out, d_h_n)
+    c, d = _backward_args("rnn", cache, d_out, d_h_n)
+    return _rnn_backward(c, d["d_out"], d["d_h_n"])
 
 
-def _backward_h_only(cell, cache, d_out, d_h_n):
-    """Backward of the cells whose only state is h (GRU, SimpleRNN)."""
-    fn = f"{cell}_backward"
-    c = require_cache(cache, Cache, fn)
-    _check_cell(c, cell, fn)
-    T, B, _ = c.x.shape
-    d = check_backward(cell, T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n)
-    kernel = _core.gru_backward if cell == "gru" else _core.rnn_backward
-    return Grads(*kernel(c.x, c.w_ih, c.w_hh, c.lengths, c.reverse, c.option, *c.arrays,
-                         d["d_out"], d["d_h_n"]))
+# -- unchecked: arguments already checked (shapes, dtypes, lengths as int64) -----------------
+# Only what the kernels need is done here: None -> zeros, C order.
+
+def _c(a):
+    return np.ascontiguousarray(a)
 
 
-def _check_cell(cache, cell, fn):
-    if cache.cell != cell:
-        raise TypeError(f"{fn}: cache comes from {cache.cell}_forward, not {cell}_forward")
+def _or_zeros(a, shape, dtype):
+    return np.zeros(shape, dtype) if a is None else np.ascontiguousarray(a)
+
+
+def _common(x, w_ih, w_hh, b_ih, b_hh, h0):
+    x, w_hh = _c(x), _c(w_hh)
+    GH, (_, B, _), H = w_hh.shape[0], x.shape, w_hh.shape[1]
+    return (x, _c(w_ih), w_hh, _or_zeros(b_ih, (GH,), x.dtype), _or_zeros(b_hh, (GH,), x.dtype),
+            _or_zeros(h0, (B, H), x.dtype))
+
+
+def _lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
+                  lengths=None, reverse=False, training=True, peephole=None):
+    args = _common(x, w_ih, w_hh, b_ih, b_hh, h0)
+    c0 = _or_zeros(c0, args[-1].shape, args[0].dtype)
+    r = _core.lstm_forward(*args, c0, None if peephole is None else _c(peephole), lengths,
+                           reverse, training)
+    return r.out, r.h_n, r.c_n, r.cache
+
+
+def _gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
+                 lengths=None, reverse=False, training=True, reset_after=True):
+    r = _core.gru_forward(*_common(x, w_ih, w_hh, b_ih, b_hh, h0), lengths, reverse, training,
+                          reset_after)
+    return r.out, r.h_n, r.cache
+
+
+def _rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
+                 lengths=None, reverse=False, training=True, nonlinearity="tanh"):
+    r = _core.rnn_forward(*_common(x, w_ih, w_hh, b_ih, b_hh, h0), lengths, reverse, training,
+                          nonlinearity == "relu")
+    return r.out, r.h_n, r.cache
+
+
+def _grads_args(cache, d_out, d_h_n):
+    T, B, _ = cache.x.shape
+    H, dtype = cache.w_hh.shape[1], cache.x.dtype
+    return _or_zeros(d_out, (T, B, H), dtype), _or_zeros(d_h_n, (B, H), dtype)
+
+
+def _lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
+    d_out, d_h_n = _grads_args(cache, d_out, d_h_n)
+    g = _core.lstm_backward(cache, d_out, d_h_n, _or_zeros(d_c_n, d_h_n.shape, d_h_n.dtype))
+    return LSTMGrads(g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dpeephole)
+
+
+def _gru_backward(cache, d_out=None, d_h_n=None):
+    g = _core.gru_backward(cache, *_grads_args(cache, d_out, d_h_n))
+    return Grads(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
+
+
+def _rnn_backward(cache, d_out=None, d_h_n=None):
+    g = _core.rnn_backward(cache, *_grads_args(cache, d_out, d_h_n))
+    return Grads(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)

@@ -25,13 +25,14 @@ Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer
 cache that one `backward` consumes; `backward` adds into `grads` until `zero_grad()`.
 """
 
-import importlib
 import numbers
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 
+from . import functional
+from .engine import InferenceEngine
 from ._checks import check_flag, check_lengths
 from .nn import Module, _check_dtype, _check_size, as_generator
 
@@ -71,7 +72,7 @@ class _RNNBase(Module):
         self.dtype = _check_dtype(dtype)
         self._rng = as_generator(seed)      # initialisation, then the dropout masks
         # Private: the functional backend (a module with *_forward / *_backward); None means
-        # fastrnn.functional, imported at the first call. Tests pass fastrnn.reference.
+        # fastrnn.functional's unchecked path (the layer checks). Tests pass fastrnn.reference.
         self._backend = backend
         # Private test hook: a list of L-1 dropout multipliers, time-major (T, B, D*H), used
         # instead of drawing masks (already scaled, e.g. keep / (1 - p)).
@@ -114,10 +115,9 @@ class _RNNBase(Module):
         return {}
 
     def _fn(self, what):
-        backend = self._backend
-        if backend is None:
-            backend = importlib.import_module(".functional", __package__)
-        return getattr(backend, f"{self._kind}_{what}")
+        if self._backend is None:       # arguments checked here: functional's unchecked path
+            return getattr(functional, f"_{self._kind}_{what}")
+        return getattr(self._backend, f"{self._kind}_{what}")
 
     def __repr__(self):
         opts = [f"{self.input_size}, {self.hidden_size}"]
@@ -255,6 +255,11 @@ class _RNNBase(Module):
 
     def _pack(self, states):
         return states[0] if len(states) == 1 else states
+
+    def inference(self, precision="float32"):
+        """An `InferenceEngine` (docs/engine.md) of this layer as it is now: its weights are
+        copied and packed once, so later changes to `params` do not reach the engine."""
+        return InferenceEngine(self, precision)
 
     # -- backward -----------------------------------------------------------------------------
 

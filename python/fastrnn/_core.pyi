@@ -1,0 +1,107 @@
+"""Type stub of the compiled kernel modules (csrc/bindings.cpp).
+
+There is no module `fastrnn._core`: every kernel module (_core_native,
+_core_baseline, _core_avx2, _core_avx512; _isa.py loads one at import) has
+this interface, and the modules that use it import this stub under
+TYPE_CHECKING. Private: use fastrnn.functional and fastrnn.engine.
+Arrays are C-ordered float32 or float64 of one dtype (float64 picks the
+double kernels); lengths int64 (B,).
+"""
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+class LSTMCache:
+    """Training cache of an LSTM layer-direction (read-only)."""
+    @property
+    def cell(self) -> str: ...
+    x: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    peephole: Optional[np.ndarray]
+    lengths: Optional[np.ndarray]
+    reverse: bool
+    gates: np.ndarray  # (T, B, 4H) activated i, f, g, o; step layout
+    hs: np.ndarray     # (T+1, B, H)
+    cs: np.ndarray     # (T+1, B, H)
+
+class GRUCache:
+    """Training cache of a GRU layer-direction (read-only)."""
+    @property
+    def cell(self) -> str: ...
+    x: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    lengths: Optional[np.ndarray]
+    reverse: bool
+    reset_after: bool
+    gates: np.ndarray          # (T, B, 3H) activated r, z, n
+    hs: np.ndarray             # (T+1, B, H)
+    hn: Optional[np.ndarray]   # (T, B, H) W_hn h + b_hn, reset_after only
+
+class RNNCache:
+    """Training cache of a SimpleRNN layer-direction (read-only)."""
+    @property
+    def cell(self) -> str: ...
+    x: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    lengths: Optional[np.ndarray]
+    reverse: bool
+    @property
+    def nonlinearity(self) -> str: ...
+    hs: np.ndarray             # (T+1, B, H)
+
+class ForwardResult:
+    out: np.ndarray                    # (T, B, H)
+    h_n: np.ndarray                    # (B, H)
+    c_n: Optional[np.ndarray]          # LSTM only
+    cache: Optional[Union[LSTMCache, GRUCache, RNNCache]]  # training only
+
+class GradsResult:
+    dx: np.ndarray
+    dh0: np.ndarray
+    dc0: Optional[np.ndarray]          # LSTM only
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+    dpeephole: Optional[np.ndarray]    # peephole LSTM only
+
+def lstm_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
+                 b_hh: np.ndarray, h0: np.ndarray, c0: np.ndarray, peephole: Optional[np.ndarray],
+                 lengths: Optional[np.ndarray], reverse: bool, training: bool) -> ForwardResult: ...
+def gru_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
+                b_hh: np.ndarray, h0: np.ndarray, lengths: Optional[np.ndarray], reverse: bool,
+                training: bool, reset_after: bool) -> ForwardResult: ...
+def rnn_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
+                b_hh: np.ndarray, h0: np.ndarray, lengths: Optional[np.ndarray], reverse: bool,
+                training: bool, relu: bool) -> ForwardResult: ...
+def lstm_backward(cache: LSTMCache, d_out: np.ndarray, d_h_n: np.ndarray,
+                  d_c_n: np.ndarray) -> GradsResult: ...
+def gru_backward(cache: GRUCache, d_out: np.ndarray, d_h_n: np.ndarray) -> GradsResult: ...
+def rnn_backward(cache: RNNCache, d_out: np.ndarray, d_h_n: np.ndarray) -> GradsResult: ...
+
+class EngineLayer:
+    """One layer-direction of an inference engine: weights copied and packed once."""
+    def __init__(self, cell: str, option: bool, w_ih: np.ndarray, w_hh: np.ndarray,
+                 b_ih: np.ndarray, b_hh: np.ndarray, peephole: Optional[np.ndarray],
+                 reverse: bool) -> None: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def reverse(self) -> bool: ...
+    @property
+    def dtype(self) -> np.dtype: ...
+    @property
+    def states(self) -> int: ...
+    def run(self, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarray],
+            lengths: Optional[np.ndarray], out: Optional[np.ndarray] = None,
+            h_n: Optional[np.ndarray] = None,
+            c_n: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]: ...
+
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def build_config() -> dict: ...
