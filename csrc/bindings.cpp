@@ -151,6 +151,12 @@ struct CacheData {
     py::array x, w_ih, w_hh;
     py::object peephole = py::none(), lengths = py::none();  // None when absent
     bool reverse = false, option = false;  // option: GRU reset_after, SimpleRNN relu
+    // Variant options (docs/variants.md): activations, leak, zoneout p and masks
+    Activation act = Activation::tanh, ract = Activation::sigmoid;
+    double leak = 1, zoneout = 0;
+    py::object zoneout_mask = py::none(), zoneout_mask_c = py::none(), recurrent_mask = py::none();
+    py::object ln_gain = py::none(), ln_cell = py::none();  // layer_norm's parameters
+    py::object lnx = py::none(), lnh = py::none(), lnc = py::none(), rstd = py::none();  // and saved arrays
     py::object gates = py::none(), hs = py::none(), cs = py::none(), hn = py::none();  // None where absent
 };
 template <CellKind K>
@@ -164,14 +170,77 @@ struct ForwardResult {
 // What a backward call returns; dc0, dpeephole are None where absent.
 struct GradsResult {
     py::object dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dpeephole;
+    py::object dln_gain = py::none(), dln_cell = py::none();  // with layer_norm
 };
+
+constexpr const char* kActivations[] = {"tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "softsign"};
+
+Activation activation_of(const std::string& name, const char* arg) {
+    for (int k = 0; k < 6; ++k)
+        if (name == kActivations[k]) return static_cast<Activation>(k);
+    require(false, std::string(arg) + " must be one of tanh, sigmoid, hard_sigmoid, relu, linear, softsign, got '" +
+                       name + "'");
+    return Activation::tanh;
+}
+
+// The variant options of a forward call as the kernels take them (checked
+// here only as far as memory and the kernels' assumptions go).
+template <typename S>
+struct VariantArgs {
+    std::string activation = "tanh", recurrent_activation = "sigmoid";
+    double leak_rate = 1, zoneout = 0;
+    std::optional<Arr<S>> zoneout_mask, zoneout_mask_c, recurrent_mask, ln_gain, ln_cell;
+};
+
+template <typename S>
+void set_options(CacheData& c, const VariantArgs<S>& v, const Dims& d, Index G, int states) {
+    c.act = activation_of(v.activation, "activation");
+    c.ract = activation_of(v.recurrent_activation, "recurrent_activation");
+    require(v.leak_rate > 0 && v.leak_rate <= 1, "leak_rate must lie in (0, 1]");
+    require(v.zoneout >= 0 && v.zoneout < 1, "zoneout must lie in [0, 1)");
+    c.leak = v.leak_rate, c.zoneout = v.zoneout;
+    if (v.zoneout_mask) {
+        check_shape(*v.zoneout_mask, {d.T, d.B, d.H}, "zoneout_mask");
+        c.zoneout_mask = *v.zoneout_mask;
+    }
+    require(!v.zoneout_mask_c || states == 2, "zoneout_mask_c is an LSTM's");
+    if (v.zoneout_mask_c) {
+        check_shape(*v.zoneout_mask_c, {d.T, d.B, d.H}, "zoneout_mask_c");
+        c.zoneout_mask_c = *v.zoneout_mask_c;
+    }
+    if (v.recurrent_mask) {
+        check_shape(*v.recurrent_mask, {G, d.B, d.H}, "recurrent_mask");
+        c.recurrent_mask = *v.recurrent_mask;
+    }
+    if (v.ln_gain) {
+        check_shape(*v.ln_gain, {2, G * d.H}, "ln_gain");
+        c.ln_gain = *v.ln_gain;
+    }
+    require(v.ln_cell.has_value() == (v.ln_gain && states == 2), "ln_cell must be given exactly with an LSTM's ln_gain");
+    if (v.ln_cell) {
+        check_shape(*v.ln_cell, {2, d.H}, "ln_cell");
+        c.ln_cell = *v.ln_cell;
+    }
+}
+
+template <typename S>
+Options<S> options_of(const CacheData& c) {
+    Options<S> o;
+    o.act = c.act, o.ract = c.ract, o.leak = static_cast<S>(c.leak), o.zoneout = static_cast<S>(c.zoneout);
+    if (!c.zoneout_mask.is_none()) o.zmask[0] = py::reinterpret_borrow<Arr<S>>(c.zoneout_mask).data();
+    if (!c.zoneout_mask_c.is_none()) o.zmask[1] = py::reinterpret_borrow<Arr<S>>(c.zoneout_mask_c).data();
+    if (!c.recurrent_mask.is_none()) o.rmask = py::reinterpret_borrow<Arr<S>>(c.recurrent_mask).data();
+    if (!c.ln_gain.is_none()) o.ln_gain = py::reinterpret_borrow<Arr<S>>(c.ln_gain).data();
+    if (!c.ln_cell.is_none()) o.ln_cell = py::reinterpret_borrow<Arr<S>>(c.ln_cell).data();
+    return o;
+}
 
 // One forward for every cell. c0 and peephole are LSTM's (None otherwise).
 template <typename S, CellKind K>
 ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
                       const Arr<S>& b_hh, const Arr<S>& h0, const std::optional<Arr<S>>& c0,
                       const std::optional<Arr<S>>& peephole, const Lengths& lengths, bool reverse, bool training,
-                      bool option) {
+                      bool option, const VariantArgs<S>& v = {}) {
     const Index G = kernels::gates(K);
     const int NS = kernels::states(K);
     const Dims d = dims_of(x, w_ih, w_hh, G);
@@ -193,9 +262,13 @@ ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
         s_n[1] = c_n.mutable_data();
         r.c_n = c_n;
     }
+    CellCache<K> c;
+    require(!v.ln_gain || K == CellKind::lstm || (K == CellKind::gru && option),
+            "layer_norm needs an LSTM or a GRU with reset_after");
+    set_options(c, v, d, G, NS);
+    const Options<S> opt = options_of<S>(c);
     Cache<S> cache;
     if (training) {
-        CellCache<K> c;
         c.x = x, c.w_ih = w_ih, c.w_hh = w_hh, c.lengths = lengths ? py::object(*lengths) : py::none();
         c.peephole = peephole ? py::object(*peephole) : py::none();
         c.reverse = reverse, c.option = option;
@@ -204,16 +277,23 @@ ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
             ptr = a.mutable_data();
             field = a;
         };
-        if (K != CellKind::rnn) keep("the training cache (gates)", {d.T, d.B, G * d.H}, cache.gates, c.gates);
+        if (K != CellKind::rnn || opt.blends())  // a blended SimpleRNN keeps ĥ there
+            keep("the training cache (gates)", {d.T, d.B, G * d.H}, cache.gates, c.gates);
         keep("the training cache (h)", {d.T + 1, d.B, d.H}, cache.hs, c.hs);
         if (K == CellKind::lstm) keep("the training cache (c)", {d.T + 1, d.B, d.H}, cache.cs, c.cs);
         if (K == CellKind::gru && option) keep("the training cache (n)", {d.T, d.B, d.H}, cache.hn, c.hn);
+        if (opt.ln_gain) {
+            keep("the training cache (LN of W_ih x)", {d.T, d.B, G * d.H}, cache.lnx, c.lnx);
+            keep("the training cache (LN of W_hh h)", {d.T, d.B, G * d.H}, cache.lnh, c.lnh);
+            keep("the training cache (LN rstd)", {d.T, d.B, 3}, cache.rstd, c.rstd);
+            if (opt.ln_cell) keep("the training cache (LN of c)", {d.T, d.B, d.H}, cache.lnc, c.lnc);
+        }
         r.cache = py::cast(std::move(c));
     }
     {
         py::gil_scoped_release nogil;
-        kernels::forward<S>({K, option}, d, x.data(), w, {h0.data(), c0 ? c0->data() : nullptr}, len, reverse,
-                            out.mutable_data(), s_n, cache);
+        kernels::forward<S>({K, option}, d, x.data(), w, opt, {h0.data(), c0 ? c0->data() : nullptr}, len,
+                            reverse, out.mutable_data(), s_n, cache);
     }
     return r;
 }
@@ -245,10 +325,17 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
     const Lengths lengths = c.lengths.is_none() ? Lengths() : Lengths(py::cast<py::array_t<std::int64_t, py::array::c_style>>(c.lengths));
     const std::int64_t* len = lengths_ptr(lengths, d);
     Cache<S> cache;
-    if (K != CellKind::rnn) cache.gates = cache_array<S>(c.gates, {d.T, d.B, G * d.H}, "gates");
+    if (K != CellKind::rnn || !c.gates.is_none()) cache.gates = cache_array<S>(c.gates, {d.T, d.B, G * d.H}, "gates");
     cache.hs = cache_array<S>(c.hs, {d.T + 1, d.B, d.H}, "hs");
     if (K == CellKind::lstm) cache.cs = cache_array<S>(c.cs, {d.T + 1, d.B, d.H}, "cs");
     if (K == CellKind::gru && c.option) cache.hn = cache_array<S>(c.hn, {d.T, d.B, d.H}, "hn");
+    const Options<S> opt = options_of<S>(c);
+    if (opt.ln_gain) {
+        cache.lnx = cache_array<S>(c.lnx, {d.T, d.B, G * d.H}, "lnx");
+        cache.lnh = cache_array<S>(c.lnh, {d.T, d.B, G * d.H}, "lnh");
+        cache.rstd = cache_array<S>(c.rstd, {d.T, d.B, 3}, "rstd");
+        if (opt.ln_cell) cache.lnc = cache_array<S>(c.lnc, {d.T, d.B, d.H}, "lnc");
+    }
     check_shape(d_out, {d.T, d.B, d.H}, "d_out");
     check_shape(d_h_n, {d.B, d.H}, "d_h_n");
     require(d_c_n.has_value() == (NS == 2), "d_c_n must be given exactly for an LSTM");
@@ -270,9 +357,19 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
         g.dpeephole = dp.mutable_data();
         r.dpeephole = dp;
     }
+    if (opt.ln_gain) {
+        Arr<S> dg = empty<S>("dln_gain", {2, G * d.H});
+        g.dln_gain = dg.mutable_data();
+        r.dln_gain = dg;
+    }
+    if (opt.ln_cell) {
+        Arr<S> dc = empty<S>("dln_cell", {2, d.H});
+        g.dln_cell = dc.mutable_data();
+        r.dln_cell = dc;
+    }
     {
         py::gil_scoped_release nogil;
-        kernels::backward<S>({K, c.option}, d, x.data(), w, len, c.reverse, cache, d_out.data(),
+        kernels::backward<S>({K, c.option}, d, x.data(), w, opt, len, c.reverse, cache, d_out.data(),
                              {d_h_n.data(), d_c_n ? d_c_n->data() : nullptr}, g);
     }
     return r;
@@ -292,8 +389,17 @@ void bind_cache(py::module_& m, const char* name) {
     if (K == CellKind::lstm) c.def_readonly("peephole", &CacheData::peephole).def_readonly("cs", &CacheData::cs);
     if (K == CellKind::gru) c.def_readonly("reset_after", &CacheData::option).def_readonly("hn", &CacheData::hn);
     if (K == CellKind::rnn) c.def_property_readonly("nonlinearity", [](const CellCache<K>& self) {
-        return self.option ? "relu" : "tanh";
+        return self.option ? "relu" : kActivations[static_cast<int>(self.act)];
     });
+    if (K != CellKind::rnn)
+        c.def_property_readonly("activation", [](const CellCache<K>& self) { return kActivations[static_cast<int>(self.act)]; })
+            .def_property_readonly("recurrent_activation",
+                                   [](const CellCache<K>& self) { return kActivations[static_cast<int>(self.ract)]; });
+    if (K != CellKind::lstm) c.def_readonly("leak_rate", &CacheData::leak);
+    c.def_readonly("zoneout", &CacheData::zoneout)
+        .def_readonly("zoneout_mask", &CacheData::zoneout_mask)
+        .def_readonly("recurrent_mask", &CacheData::recurrent_mask);
+    if (K == CellKind::lstm) c.def_readonly("zoneout_mask_c", &CacheData::zoneout_mask_c);
 }
 
 template <typename S>
@@ -303,32 +409,54 @@ void bind_dtype(py::module_& m) {
     m.def("lstm_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
              const Arr<S>& h0, const Arr<S>& c0, const std::optional<Arr<S>>& peephole, const Lengths& lengths,
-             bool reverse, bool training) {
+             bool reverse, bool training, std::string activation, std::string recurrent_activation, double zoneout,
+             std::optional<Arr<S>> zoneout_mask, std::optional<Arr<S>> zoneout_mask_c,
+             std::optional<Arr<S>> recurrent_mask, std::optional<Arr<S>> ln_gain, std::optional<Arr<S>> ln_cell) {
               return forward<S, CellKind::lstm>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lengths, reverse,
-                                                training, false);
+                                                training, false,
+                                                {activation, recurrent_activation, 1.0, zoneout, zoneout_mask,
+                                                 zoneout_mask_c, recurrent_mask, ln_gain, ln_cell});
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
           py::arg("c0").noconvert(), py::arg("peephole").noconvert(), py::arg("lengths").noconvert(),
-          py::arg("reverse"), py::arg("training"));
+          py::arg("reverse"), py::arg("training"), py::kw_only(), py::arg("activation") = "tanh",
+          py::arg("recurrent_activation") = "sigmoid", py::arg("zoneout") = 0.0,
+          py::arg("zoneout_mask").noconvert() = py::none(), py::arg("zoneout_mask_c").noconvert() = py::none(),
+          py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none(),
+          py::arg("ln_cell").noconvert() = py::none());
     m.def("gru_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
-             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool reset_after) {
+             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool reset_after,
+             std::string activation, std::string recurrent_activation, double leak_rate, double zoneout,
+             std::optional<Arr<S>> zoneout_mask, std::optional<Arr<S>> recurrent_mask,
+             std::optional<Arr<S>> ln_gain) {
               return forward<S, CellKind::gru>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
-                                               reverse, training, reset_after);
+                                               reverse, training, reset_after,
+                                               {activation, recurrent_activation, leak_rate, zoneout, zoneout_mask,
+                                                std::nullopt, recurrent_mask, ln_gain, std::nullopt});
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
-          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("reset_after"));
+          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("reset_after"),
+          py::kw_only(), py::arg("activation") = "tanh", py::arg("recurrent_activation") = "sigmoid",
+          py::arg("leak_rate") = 1.0, py::arg("zoneout") = 0.0, py::arg("zoneout_mask").noconvert() = py::none(),
+          py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none());
     m.def("rnn_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
-             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool relu) {
+             const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool relu,
+             std::string activation, double leak_rate, double zoneout, std::optional<Arr<S>> zoneout_mask,
+             std::optional<Arr<S>> recurrent_mask) {
               return forward<S, CellKind::rnn>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
-                                               reverse, training, relu);
+                                               reverse, training, relu,
+                                               {activation, "sigmoid", leak_rate, zoneout, zoneout_mask, std::nullopt,
+                                                recurrent_mask});
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
-          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("relu"));
+          py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("relu"),
+          py::kw_only(), py::arg("activation") = "tanh", py::arg("leak_rate") = 1.0, py::arg("zoneout") = 0.0,
+          py::arg("zoneout_mask").noconvert() = py::none(), py::arg("recurrent_mask").noconvert() = py::none());
     m.def("lstm_backward", &backward<S, CellKind::lstm>, py::arg("cache"), py::arg("d_out").noconvert(),
           py::arg("d_h_n").noconvert(), py::arg("d_c_n").noconvert());
     m.def("gru_backward",
@@ -357,7 +485,9 @@ void bind_results(py::module_& m) {
         .def_readonly("dw_hh", &GradsResult::dw_hh)
         .def_readonly("db_ih", &GradsResult::db_ih)
         .def_readonly("db_hh", &GradsResult::db_hh)
-        .def_readonly("dpeephole", &GradsResult::dpeephole);
+        .def_readonly("dpeephole", &GradsResult::dpeephole)
+        .def_readonly("dln_gain", &GradsResult::dln_gain)
+        .def_readonly("dln_cell", &GradsResult::dln_cell);
     bind_cache<CellKind::lstm>(m, "LSTMCache");
     bind_cache<CellKind::gru>(m, "GRUCache");
     bind_cache<CellKind::rnn>(m, "RNNCache");

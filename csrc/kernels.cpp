@@ -16,16 +16,43 @@ struct Tag {
     using type = Cell;
 };
 
-// f(Tag<Cell>{}) with the cell policy of c.
+// f(Tag<Cell>{}) with the cell policy of c and o's activations. The pairs
+// (recurrent activation, activation) compiled as fused vector code are
+// (sigmoid, tanh), the default, and (hard_sigmoid, tanh), Keras 2's; the
+// SimpleRNN's tanh and relu. Every other choice runs the same cells with
+// Dynamic activations (scalar code): each fused pair costs a copy of every
+// cell's forward and backward in compile time and binary size.
+template <typename S, template <typename, typename> class Cell, typename F>
+void with_gate_activations(const Options<S>& o, F&& f) {
+    if (o.act == Activation::tanh && o.ract == Activation::sigmoid) return f(Tag<Cell<Tanh, Sigmoid>>{});
+    if (o.act == Activation::tanh && o.ract == Activation::hard_sigmoid) return f(Tag<Cell<Tanh, HardSigmoid>>{});
+    f(Tag<Cell<Dynamic, Dynamic>>{});
+}
+
+template <typename S, bool Peep>
+struct LSTMOf {
+    template <typename A, typename R>
+    using type = LSTMCell<S, Peep, A, R>;
+};
+template <typename S, bool ResetAfter>
+struct GRUOf {
+    template <typename A, typename R>
+    using type = GRUCell<S, ResetAfter, A, R>;
+};
+
 template <typename S, typename F>
-void with_cell(const CellSpec& c, bool peephole, F&& f) {
+void with_cell(const CellSpec& c, bool peephole, const Options<S>& o, F&& f) {
     switch (c.kind) {
         case CellKind::lstm:
-            return peephole ? f(Tag<LSTMCell<S, true>>{}) : f(Tag<LSTMCell<S, false>>{});
+            return peephole ? with_gate_activations<S, LSTMOf<S, true>::template type>(o, f)
+                            : with_gate_activations<S, LSTMOf<S, false>::template type>(o, f);
         case CellKind::gru:
-            return c.option ? f(Tag<GRUCell<S, true>>{}) : f(Tag<GRUCell<S, false>>{});
+            return c.option ? with_gate_activations<S, GRUOf<S, true>::template type>(o, f)
+                            : with_gate_activations<S, GRUOf<S, false>::template type>(o, f);
         case CellKind::rnn:
-            return c.option ? f(Tag<RNNCell<S, Relu>>{}) : f(Tag<RNNCell<S, Tanh>>{});
+            if (c.option || o.act == Activation::relu) return f(Tag<RNNCell<S, Relu>>{});
+            if (o.act == Activation::tanh) return f(Tag<RNNCell<S, Tanh>>{});
+            return f(Tag<RNNCell<S, Dynamic>>{});
     }
 }
 
@@ -48,39 +75,43 @@ private:
 }  // namespace
 
 template <typename S>
-void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const States<const S*>& s0,
-             const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n, const Cache<S>& cache) {
+void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+             const States<const S*>& s0, const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n,
+             const Cache<S>& cache) {
     const Schedule sch(d.T, d.B, lengths, reverse);
-    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
+    with_cell<S>(c, w.peephole != nullptr, o, [&](auto tag) {
         using Cell = typename decltype(tag)::type;
-        const PackedLayer<S, Cell> packed(w, d.I, d.H);
+        const PackedLayer<S, Cell> packed(w, d.I, d.H, o);
         fastrnn::forward<S, Cell>(d, x, packed, s0, sch, out, s_n, cache);
     });
 }
 
 template <typename S>
-void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths,
-              bool reverse, const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
+void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+              const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
+              const States<const S*>& d_n, const Grads<S>& g) {
     const Schedule sch(d.T, d.B, lengths, reverse);
-    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
-        fastrnn::backward<S, typename decltype(tag)::type>(d, x, w, sch, cache, d_out, d_n, g);
+    with_cell<S>(c, w.peephole != nullptr, o, [&](auto tag) {
+        fastrnn::backward<S, typename decltype(tag)::type>(d, x, w, o, sch, cache, d_out, d_n, g);
     });
 }
 
 template <typename S>
 std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse) {
     std::unique_ptr<LayerEngine<S>> e;
-    with_cell<S>(c, w.peephole != nullptr, [&](auto tag) {
+    with_cell<S>(c, w.peephole != nullptr, Options<S>{}, [&](auto tag) {
         e = std::make_unique<CellEngine<S, typename decltype(tag)::type>>(w, I, H, reverse);
     });
     return e;
 }
 
 #define INSTANTIATE(S)                                                                                          \
-    template void forward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const States<const S*>&, \
-                             const std::int64_t*, bool, S*, const States<S*>&, const Cache<S>&);                \
-    template void backward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const std::int64_t*,   \
-                              bool, const Cache<S>&, const S*, const States<const S*>&, const Grads<S>&);       \
+    template void forward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const Options<S>&,      \
+                             const States<const S*>&, const std::int64_t*, bool, S*, const States<S*>&,         \
+                             const Cache<S>&);                                                                  \
+    template void backward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const Options<S>&,     \
+                              const std::int64_t*, bool, const Cache<S>&, const S*, const States<const S*>&,    \
+                              const Grads<S>&);                                                                 \
     template std::unique_ptr<LayerEngine<S>> make_engine<S>(const CellSpec&, const Weights<S>&, Index, Index, bool);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -23,13 +23,17 @@ inline Index gates(CellKind k) { return k == CellKind::lstm ? 4 : k == CellKind:
 inline int states(CellKind k) { return k == CellKind::lstm ? 2 : 1; }
 
 // lengths: (B) in [0, T] or null. s0, s_n: (h, c) of (B, H), c only for LSTM.
-// cache: all null for inference.
+// cache: all null for inference; a SimpleRNN whose options blend needs
+// cache.gates (T, B, H). o: activations, leak, zoneout (core/types.hpp);
+// backward takes the forward's.
 template <typename S>
-void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const States<const S*>& s0,
-             const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n, const Cache<S>& cache);
+void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+             const States<const S*>& s0, const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n,
+             const Cache<S>& cache);
 template <typename S>
-void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const std::int64_t* lengths,
-              bool reverse, const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g);
+void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+              const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
+              const States<const S*>& d_n, const Grads<S>& g);
 
 // One layer-direction of an inference engine: the weights packed once for
 // this CPU (and copied: later changes to the caller's arrays do not leak in).

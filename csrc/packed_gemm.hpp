@@ -184,16 +184,20 @@ void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C,
     });
 }
 
-// The columns of unit panels [j0, j1) of every group: C (=|+=) A · Mᵀ there.
+// The columns of unit panels [j0, j1) of groups [g0, g1) (default: every
+// group): C (=|+=) A · Mᵀ there, summed over the k range [k0, k1) of A's
+// columns and M's (default: all K). A k range of a panel is contiguous.
 template <typename S>
 void packed_gemm_units(const S* A, Index lda, Index m, const PackedMatrix<S>& M, Index j0, Index j1, S* C,
-                       Index ldc, bool accumulate) {
+                       Index ldc, bool accumulate, Index g0 = 0, Index g1 = -1, Index k0 = 0, Index k1 = -1) {
+    if (g1 < 0) g1 = M.groups();
+    if (k1 < 0) k1 = M.K();
     for (Index r0 = 0; r0 < m; r0 += kRowBlock)
-        for (Index g = 0; g < M.groups(); ++g)
+        for (Index g = g0; g < g1; ++g)
             for (Index j = j0; j < j1; ++j) {
                 const Index p = g * M.per_group() + j;
-                panel_product(A + r0 * lda, lda, std::min(kRowBlock, m - r0), M.panel(p), M.K(),
-                              C + r0 * ldc + M.column(p), ldc, M.width(p), accumulate);
+                panel_product(A + r0 * lda + k0, lda, std::min(kRowBlock, m - r0), M.panel(p) + k0 * PackedMatrix<S>::NR,
+                              k1 - k0, C + r0 * ldc + M.column(p), ldc, M.width(p), accumulate);
             }
 }
 

@@ -165,6 +165,45 @@ def bad_forward_values(cell):
             ("nonlinearity", lambda a: None, ValueError, r"nonlinearity must be one of .*got None"),
             ("nonlinearity", lambda a: "TANH", ValueError, r"nonlinearity must be one of .*got 'TANH'"),
         ]
+    # variant options (docs/variants.md), the same in functional and reference
+    cases += [
+        ("zoneout", lambda a: 1.0, ValueError, r"zoneout must lie in \[0, 1\), got 1.0"),
+        ("zoneout", lambda a: -0.1, ValueError, r"zoneout must lie in \[0, 1\)"),
+        ("zoneout", lambda a: True, TypeError, r"zoneout must be a float in \[0, 1\), got bool"),
+        ("zoneout_mask", lambda a: np.zeros((T, B, H + 1), F32), ValueError,
+         rf"zoneout_mask must have shape \({T}, {B}, {H}\), got \({T}, {B}, {H + 1}\)"),
+        ("zoneout_mask", lambda a: np.zeros((T, B, H)), TypeError,
+         r"zoneout_mask must have dtype float32 \(the dtype of x\)"),
+        ("recurrent_mask", lambda a: np.zeros((G, B + 1, H), F32), ValueError,
+         rf"recurrent_mask must have shape \({G}, {B}, {H}\), got \({G}, {B + 1}, {H}\)"),
+        ("recurrent_mask", lambda a: np.zeros((B, H), F32), ValueError, r"recurrent_mask must have shape"),
+    ]
+    if cell == "rnn":
+        cases += [("layer_norm", lambda a: True, ValueError,
+                   r"layer_norm=True is supported for LSTM and GRU only, not SimpleRNN")]
+    else:
+        cases += [
+            ("layer_norm", lambda a: 1, TypeError, r"layer_norm must be a bool, got int"),
+            ("ln_gain", lambda a: np.ones((2, G * H), F32), ValueError,
+             r"ln_gain is given but layer_norm=False; pass layer_norm=True"),
+        ]
+    if cell == "gru":
+        cases += [("reset_after", lambda a: (a.update(layer_norm=True), False)[1], ValueError,
+                   r"layer_norm=True needs reset_after=True for a GRU")]
+    if cell != "rnn":
+        cases += [
+            ("activation", lambda a: "swish", ValueError, r"activation must be one of \('tanh', .*got 'swish'"),
+            ("recurrent_activation", lambda a: None, ValueError, r"recurrent_activation must be one of .*got None"),
+        ]
+    if cell != "lstm":
+        cases += [
+            ("leak_rate", lambda a: 0.0, ValueError, r"leak_rate must lie in \(0, 1\] \(1 = no leak\), got 0.0"),
+            ("leak_rate", lambda a: 1.5, ValueError, r"leak_rate must lie in \(0, 1\]"),
+            ("leak_rate", lambda a: "0.5", TypeError, r"leak_rate must be a float in \(0, 1\], got str"),
+        ]
+    else:
+        cases += [("zoneout_mask_c", lambda a: np.zeros((T, B, H + 1), F32), ValueError,
+                   rf"zoneout_mask_c must have shape \({T}, {B}, {H}\)")]
     return cases
 
 
@@ -914,6 +953,7 @@ def test_save_load_reject(tmp_path):
     np.savez(tmp_path / "obj.npz", w=np.array([{"code": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         fastrnn.load(tmp_path / "obj.npz")          # object arrays are never unpickled
+
 
 # -- inference engine ------------------------------------------------------------------------
 

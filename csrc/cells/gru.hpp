@@ -1,8 +1,9 @@
-// GRU, gate order r, z, n (PyTorch), DESIGN §2:
-//   r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(… same with z …)
-//   reset_after:  n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
-//   reset before: n = tanh(W_in x + b_in + W_hn (r⊙h) + b_hn)
-//   h' = (1−z)⊙n + z⊙h
+// GRU, gate order r, z, n (PyTorch), DESIGN §2, docs/variants.md; ract = σ
+// and act = tanh by default:
+//   r = ract(W_ir x + b_ir + W_hr h + b_hr)      z = ract(… same with z …)
+//   reset_after:  n = act(W_in x + b_in + r⊙(W_hn h + b_hn))
+//   reset before: n = act(W_in x + b_in + W_hn (r⊙h) + b_hn)
+//   h' = (1−z)⊙n + z⊙h, then the driver's blend (leak, zoneout)
 //
 // Cache (training): gates (T, B, 3H) activated [r z n], hs (T+1, B, H), and
 // for reset_after hn = W_hn h + b_hn (T, B, H); step layout (schedule.hpp).
@@ -15,7 +16,7 @@
 
 namespace fastrnn {
 
-template <typename S, bool ResetAfter>
+template <typename S, bool ResetAfter, typename Act = Tanh, typename RAct = Sigmoid>
 struct GRUCell : CellBase<S> {
     static constexpr Index kGates = 3;
     static constexpr Index kFolded = ResetAfter ? 2 : 3;  // reset_after: b_hn stays inside r⊙(…)
@@ -33,11 +34,15 @@ struct GRUCell : CellBase<S> {
     static Index forward_scratch(Index B, Index H, bool train) { return (train ? 0 : 3 * B * H) + (ResetAfter ? 0 : B * H); }
     // Backward scratch: reset_after's dan (the n part as W_ih sees it, every
     // step); reset before's dq (one step).
-    static Index backward_scratch(Index B, Index H, Index steps) { return ResetAfter ? steps * B * H : B * H; }
+    static Index backward_scratch(Index B, Index H, Index steps, const Options<S>&) {
+        return ResetAfter ? steps * B * H : B * H;
+    }
 
     template <typename Step>
     static void forward(const Step& st) {
         const Index B = st.B, H = st.H, GH = 3 * H, u = st.u, len = st.len;
+        const Act act{st.w.opt.act};
+        const RAct ract{st.w.opt.ract};
         const S *hp = st.prev[0], *bias = st.bias();
         S *gx = st.gx, *gh = st.gh, *hnew = st.next[0];
         S* gates = st.train() ? gx : st.scratch;
@@ -45,8 +50,8 @@ struct GRUCell : CellBase<S> {
         auto rz = [&](Index r) {
             for (Index k = 0; k < 2; ++k) {
                 const Index o = r * GH + k * H + u;
-                ArrMap<S>(gates + o, len) = Sigmoid::f(ConstArrMap<S>(gx + o, len) + ConstArrMap<S>(gh + o, len) +
-                                                       ConstArrMap<S>(bias + k * H + u, len));
+                ArrMap<S>(gates + o, len) = ract.f(ConstArrMap<S>(gx + o, len) + ConstArrMap<S>(gh + o, len) +
+                                                   ConstArrMap<S>(bias + k * H + u, len));
             }
         };
         // Row r: n and h' from r, z and ghn (the n part of gh).
@@ -56,9 +61,9 @@ struct GRUCell : CellBase<S> {
             ArrMap<S> ng(gates + r * GH + 2 * H + u, len);
             const auto xn = ConstArrMap<S>(gx + r * GH + 2 * H + u, len) + ConstArrMap<S>(bias + 2 * H + u, len);
             if constexpr (ResetAfter)
-                ng = Tanh::f(xn + rg * ConstArrMap<S>(ghn, len));
+                ng = act.f(xn + rg * ConstArrMap<S>(ghn, len));
             else
-                ng = Tanh::f(xn + ConstArrMap<S>(ghn, len));
+                ng = act.f(xn + ConstArrMap<S>(ghn, len));
             ArrMap<S>(hnew + r * H + u, len) = ng + z * (h - ng);
         };
         st.product(0, hp, H, gh, GH, false);
@@ -85,14 +90,16 @@ struct GRUCell : CellBase<S> {
     }
 
     // Backward, per row of a step (dh includes d_out):
-    //   dn = dh⊙(1−z)   dan = dn⊙(1−n²)   daz = dh⊙(h−n)⊙z(1−z)   dh_prev = dh⊙z + …
-    //   reset_after:  dar = dan⊙hn⊙r(1−r); W_hh sees [dar daz dan⊙r], W_ih sees [dar daz dan]
+    //   dn = dh⊙(1−z)   dan = dn⊙act'(n)   daz = dh⊙(h−n)⊙ract'(z)   dh_prev = dh⊙z + …
+    //   reset_after:  dar = dan⊙hn⊙ract'(r); W_hh sees [dar daz dan⊙r], W_ih sees [dar daz dan]
     //                 dh_prev += [dar daz dan⊙r]·W_hh
-    //   reset before: dq = dan·W_hn (q = r⊙h)   dar = dq⊙h⊙r(1−r)
+    //   reset before: dq = dan·W_hn (q = r⊙h)   dar = dq⊙h⊙ract'(r)
     //                 dh_prev += dq⊙r + [dar daz]·W_hr,z;   dW_hn = Σ danᵀ q
     template <typename Step>
     static void backward(const Step& st) {
         const Index B = st.B, H = st.H, GH = 3 * H, u = st.u, len = st.len;
+        const Act act{st.opt.act};
+        const RAct ract{st.opt.ract};
         S *dGs = st.dG, *dh = st.dstate[0];
         const S* hp = st.prev[0];
         // Row r: dan, daz; dh ← dh⊙z (the direct path).
@@ -101,8 +108,8 @@ struct GRUCell : CellBase<S> {
             ConstArrMap<S> z(a + H, len), ng(a + 2 * H, len), h(hp + r * H + u, len);
             ArrMap<S> dhv(dh + r * H + u, len);
             ArrMap<S> da_n(dGs + r * GH + 2 * H + u, len);
-            da_n = dhv * (1 - z) * Tanh::df(ng);
-            ArrMap<S>(dGs + r * GH + H + u, len) = dhv * (h - ng) * Sigmoid::df(z);
+            da_n = dhv * (1 - z) * act.df(ng);
+            ArrMap<S>(dGs + r * GH + H + u, len) = dhv * (h - ng) * ract.df(z);
             dhv *= z;
         };
         if constexpr (ResetAfter) {
@@ -112,7 +119,7 @@ struct GRUCell : CellBase<S> {
                 ConstArrMap<S> rg(st.gates + r * GH + u, len), hn(st.cache.hn + (st.s * B + r) * H + u, len);
                 ArrMap<S> da_n(dGs + r * GH + 2 * H + u, len);
                 std::copy_n(da_n.data(), len, dan + r * H + u);
-                ArrMap<S>(dGs + r * GH + u, len) = da_n * hn * Sigmoid::df(rg);
+                ArrMap<S>(dGs + r * GH + u, len) = da_n * hn * ract.df(rg);
                 da_n *= rg;
             });
             st.zero_ended(dan, H, 1);
@@ -125,7 +132,7 @@ struct GRUCell : CellBase<S> {
             st.product(1, dGs + 2 * H, GH, dq, H, false);
             for (Index r = st.r0(); r < st.re; ++r) {
                 ConstArrMap<S> rg(st.gates + r * GH + u, len), h(hp + r * H + u, len), dqv(dq + r * H + u, len);
-                ArrMap<S>(dGs + r * GH + u, len) = dqv * h * Sigmoid::df(rg);
+                ArrMap<S>(dGs + r * GH + u, len) = dqv * h * ract.df(rg);
                 ArrMap<S>(dh + r * H + u, len) += dqv * rg;
             }
             st.sync();  // the product reads every unit of dG's r and z parts

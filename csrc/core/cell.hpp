@@ -17,7 +17,7 @@
 //   forward_scratch / backward_scratch  values of per-call scratch it needs
 //   product_input   what recurrent product k multiplies, over all steps (dW_hh)
 //   input_grads     what W_ih and b_ih see, when it is not dG itself
-//   extra_grads     gradients of the cell's own parameters (peepholes)
+//   extra_grads     gradients of the cell's own parameters (peepholes, LN of c)
 #pragma once
 
 #include "types.hpp"
@@ -29,7 +29,7 @@ namespace fastrnn {
 template <typename S>
 struct CellBase {
     static Index forward_scratch(Index /*B*/, Index /*H*/, bool /*train*/) { return 0; }
-    static Index backward_scratch(Index /*B*/, Index /*H*/, Index /*steps*/) { return 0; }
+    static Index backward_scratch(Index /*B*/, Index /*H*/, Index /*steps*/, const Options<S>& /*opt*/) { return 0; }
     // Rows (steps·B, H) that product k multiplied: the states before each step.
     static const S* product_input(std::size_t /*k*/, const Cache<S>& c, Index /*rows*/, Index /*H*/,
                                   Buffer<S>& /*tmp*/) {
@@ -39,7 +39,8 @@ struct CellBase {
     static std::array<InputGrad<S>, 1> input_grads(const S* dG, const S* /*scratch*/, Index /*H*/, Index GH) {
         return {{{dG, GH, 0, GH}}};
     }
-    static void extra_grads(const S* /*dG*/, const Cache<S>& /*c*/, const S* /*peephole*/, Index /*rows*/,
+    static void extra_grads(const S* /*dG*/, const Cache<S>& /*c*/, const S* /*peephole*/,
+                            const Options<S>& /*opt*/, const S* /*scratch*/, Index /*rows*/,
                             Index /*B*/, Index /*H*/, const Grads<S>& /*g*/) {}
 };
 

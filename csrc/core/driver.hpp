@@ -14,6 +14,7 @@
 
 #include "../time_loop.hpp"
 #include "cell.hpp"
+#include "layer_norm.hpp"
 
 #include <array>
 
@@ -34,8 +35,9 @@ struct PackedLayer {
     Buffer<S> bias;      // (G·H): b_ih + b_hh on the first Cell::kFolded gates, b_ih beyond
     Buffer<S> b_hh;      // (G·H)
     Buffer<S> peephole;  // (3, H), empty without peepholes
+    Options<S> opt;      // activations, leak, zoneout (its masks are the caller's)
 
-    PackedLayer(const Weights<S>& w, Index I, Index H) {
+    PackedLayer(const Weights<S>& w, Index I, Index H, const Options<S>& o = {}) : opt(o) {
         const Index GH = Cell::kGates * H;
         w_ih.pack(w.w_ih, 1, GH, I, I, false);
         for (std::size_t k = 0; k < kProducts; ++k) {
@@ -49,6 +51,39 @@ struct PackedLayer {
     }
     const S* peep() const { return peephole.empty() ? nullptr : peephole.data(); }
 };
+
+// Row r's entries of step s of a zoneout mask (T, B, H) at unit u, or null
+// where state k has none (the probability p applies).
+template <typename S>
+const S* zoneout_row(const Options<S>& o, int k, const Schedule& sch, Index s, Index r, Index B, Index H, Index u) {
+    return o.zmask[k] ? read_output(sch, s, r, o.zmask[k], B, H) + u : nullptr;
+}
+
+// f(1 − keep) of Options, the share of the cell's new value (1 − z)·α, as an
+// array expression of len units.
+template <typename S, typename F>
+void with_new_share(const Options<S>& o, int k, const S* z, Index len, F&& f) {
+    const S a = k == 0 ? o.leak : S(1);
+    if (z)
+        f((S(1) - ConstArrMap<S>(z, len)) * a);
+    else
+        f(Eigen::Array<S, Eigen::Dynamic, 1>::Constant(len, (S(1) - o.zoneout) * a));
+}
+
+// Units [u, …) of gate g's recurrent mask for row r (schedule order).
+template <typename S>
+const S* mask_row(const Options<S>& o, Index g, const Schedule& sch, Index r, Index B, Index H, Index u) {
+    return o.rmask + (g * B + sch.row(r)) * H + u;
+}
+
+// The thread team of a loop; layer norm reduces over whole rows, so it takes
+// the row split (or one thread) where the unit split would be chosen.
+template <typename S>
+TeamPlan plan_for(const Schedule& sch, Index panels, Index B, Index step_work, const Options<S>& o) {
+    TeamPlan plan = plan_team(sch, panels, B, step_work);
+    if (o.ln_gain && plan.threads > 1 && !plan.by_rows) plan = {static_cast<int>(std::min<Index>(plan.threads, B)), true};
+    return plan;
+}
 
 // One thread's part of forward step s, as a cell sees it.
 template <typename S, typename Cell>
@@ -66,21 +101,62 @@ struct ForwardStep {
     S* gh;                   // (B, G·H) for the recurrent products
     S* scratch;              // Cell::forward_scratch values
     S* out;                  // the layer output (T, B, H)
+    S* masked;               // recurrent mask: (G, B, H) each gate's masked input
 
     bool train() const { return cache.hs != nullptr; }
     Index r0() const { return p.r0; }
     const S* bias() const { return w.bias.data(); }
     // C (=|+=) A · Wₖᵀ on this part: rows [r0, re) of A (row stride lda) and C
     // (row stride ldc), the columns of this part's units of product k's gates.
+    // With a recurrent mask, gate g of the product multiplies A ⊙ m_g.
+    // With layer_norm (one product over all gates; whole rows: the row split),
+    // both terms of each row are then normalised: gx ← γ_x ⊙ LN(gx), C ← γ_h ⊙ LN(C).
     void product(std::size_t k, const S* A, Index lda, S* C, Index ldc, bool accumulate) const {
-        packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, w.w_hh[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
+        if (!w.opt.rmask) {
+            packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, w.w_hh[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
+        } else {
+            const Product pr = Cell::kProducts[k];
+            for (Index g = 0; g < pr.gates; ++g)
+                for (Index r = p.r0; r < re; ++r)
+                    ArrMap<S>(masked + (g * B + r) * H + u, len) =
+                        ConstArrMap<S>(A + r * lda + u, len) *
+                        ConstArrMap<S>(mask_row(w.opt, pr.gate0 + g, sch, r, B, H, u), len);
+            sync();  // each gate's product reads every unit of its masked input
+            for (Index g = 0; g < pr.gates; ++g)
+                packed_gemm_units(masked + (g * B + p.r0) * H, H, re - p.r0, w.w_hh[k], p.j0, p.j1,
+                                  C + p.r0 * ldc, ldc, accumulate, g, g + 1);
+        }
+        if (w.opt.ln_gain) normalize_terms(C, ldc);
+    }
+    void normalize_terms(S* C, Index ldc) const {
+        const Index GH = Cell::kGates * H;
+        for (Index r = p.r0; r < re; ++r) {
+            S *sx = gx + r * GH, *sh = C + r * ldc;
+            const S rx = layer_norm_row(sx, GH), rh = layer_norm_row(sh, GH);
+            if (train()) {
+                const Index at = s * B + r;
+                std::copy_n(sx, GH, cache.lnx + at * GH);
+                std::copy_n(sh, GH, cache.lnh + at * GH);
+                cache.rstd[at * 3] = rx, cache.rstd[at * 3 + 1] = rh;
+            }
+            ArrMap<S>(sx, GH) *= ConstArrMap<S>(w.opt.ln_gain, GH);
+            ArrMap<S>(sh, GH) *= ConstArrMap<S>(w.opt.ln_gain + GH, GH);
+        }
     }
     void sync() const { p.sync(); }
-    // f(r) for each running row r, then row r's output (new h, units [u, u + len)).
+    // f(r) for each running row r, the blend of Options, then row r's output
+    // (new h, units [u, u + len)).
     template <typename F>
     void each_row(F&& f) const {
         for (Index r = p.r0; r < re; ++r) {
             f(r);
+            for (int k = 0; k < Cell::kStates; ++k)
+                if (w.opt.blends(k)) {
+                    ConstArrMap<S> old(prev[k] + r * H + u, len);
+                    ArrMap<S> nx(next[k] + r * H + u, len);
+                    with_new_share(w.opt, k, zoneout_row(w.opt, k, sch, s, r, B, H, u), len,
+                                   [&](const auto& share) { nx = old + share * (nx - old); });
+                }
             write_output(sch, s, r, next[0] + r * H + u, out + u, B, H, len);
         }
     }
@@ -96,24 +172,31 @@ void forward(const Dims& d, const S* x, const PackedLayer<S, Cell>& w, const Sta
     const bool train = cache.hs != nullptr;
     InputProjection<S> proj(d, x, w.w_ih, GH, sch, train ? Cell::projection(cache, B, H) : nullptr);
     const StateSlots slots{train};
-    Buffer<S> gh(B * GH), scratch(Cell::forward_scratch(B, H, train)), slot_buf(train ? 0 : NS * 2 * B * H);
+    Buffer<S> gh(B * GH), scratch(Cell::forward_scratch(B, H, train)), slot_buf(train ? 0 : NS * 2 * B * H),
+        masked(w.opt.rmask ? GH * B : 0);
     States<S*> st{};
     for (int k = 0; k < NS; ++k) {
         st[k] = train ? cache.state(k) : slot_buf.data() + k * 2 * B * H;
         sch.gather(s0[k], st[k], H);
     }
     const Index P = w.w_hh[0].per_group();
-    forward_loop(proj, sch, B, P, plan_team(sch, P, B, 2 * B * H * GH), [&](Index s, const Part& p) {
+    forward_loop(proj, sch, B, P, plan_for(sch, P, B, 2 * B * H * GH, w.opt), [&](Index s, const Part& p) {
         const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
         ForwardStep<S, Cell> step{w, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
-                                  proj.at(s), gh.data(), scratch.data(), out};
+                                  proj.at(s), gh.data(), scratch.data(), out, masked.data()};
         for (int k = 0; k < NS; ++k) {
             step.prev[k] = st[k] + slots.slot(s) * B * H;
             step.next[k] = st[k] + slots.slot(s + 1) * B * H;
         }
         Cell::forward(step);
-        if (train)  // rows that have ended: defined values for the dW_hh GEMM
+        if (train) {  // rows that have ended: defined values for the dW_hh GEMM (and LN's sums)
             for (int k = 0; k < NS; ++k) zero_rows(step.next[k], step.re, p.r1, H, 1, H, u, len);
+            if (cache.lnx) {
+                zero_rows(cache.lnx + s * B * GH, step.re, p.r1, GH, Cell::kGates, H, u, len);
+                zero_rows(cache.lnh + s * B * GH, step.re, p.r1, GH, Cell::kGates, H, u, len);
+                if (cache.lnc) zero_rows(cache.lnc + s * B * H, step.re, p.r1, H, 1, H, u, len);
+            }
+        }
     });
     for (Index r = 0; r < B; ++r) {
         const Index at = slots.slot(sch.length(r)) * B * H + r * H;
@@ -137,35 +220,115 @@ struct BackwardStep {
     States<S*> dstate;          // in: d(states after the step); out: d(states before it)
     S* scratch;                 // Cell::backward_scratch values
     const S* d_out;             // (T, B, H)
+    const Options<S>& opt;
+    States<S*> keep;            // blends: d(states before) through their kept share, (B, H)
+    S* mtmp;                    // recurrent mask: one gate's product, (B, H)
+    S* dsh;                     // layer_norm: this step's d(recurrent term before LN), (B, G·H)
 
     Index r0() const { return p.r0; }
     // C (=|+=) A · Wₖ on this part (W_hh's rows of product k's gates, transposed).
+    // With a recurrent mask: Σ over the product's gates g of (A_g · W_g) ⊙ m_g.
+    // With layer_norm, A (the gradient of γ_h ⊙ LN(term), whole rows) first
+    // goes through LN's backward, into dsh.
     void product(std::size_t k, const S* A, Index lda, S* C, Index ldc, bool accumulate) const {
-        packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
+        if (opt.ln_gain) {
+            const Index GH = Cell::kGates * H;
+            for (Index r = p.r0; r < re; ++r) {
+                const Index at = s * B + r;
+                layer_norm_row_backward(A + r * lda, opt.ln_gain + GH, cache.lnh + at * GH, cache.rstd[at * 3 + 1],
+                                        dsh + r * GH, GH);
+            }
+            zero_ended(dsh, GH, Cell::kGates);
+            A = dsh, lda = GH;
+        }
+        if (!opt.rmask) {
+            packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
+            return;
+        }
+        const Product pr = Cell::kProducts[k];
+        for (Index g = 0; g < pr.gates; ++g) {
+            packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, mtmp + p.r0 * H, H, false, 0, 1,
+                              g * H, (g + 1) * H);
+            for (Index r = p.r0; r < re; ++r) {
+                ArrMap<S> c(C + r * ldc + u, len);
+                const auto v = ConstArrMap<S>(mtmp + r * H + u, len) *
+                               ConstArrMap<S>(mask_row(opt, pr.gate0 + g, sch, r, B, H, u), len);
+                if (accumulate || g > 0)
+                    c += v;
+                else
+                    c = v;
+            }
+        }
     }
     void sync() const { p.sync(); }
-    // For each running row r: dh += d_out (this step's output), then f(r).
+    // For each running row r: dh += d_out (this step's output); the blends
+    // split each d(state after) into the cell's share and the kept share (to
+    // keep, added back by add_kept); then f(r).
     template <typename F>
     void each_row(F&& f) const {
         for (Index r = p.r0; r < re; ++r) {
             ArrMap<S>(dstate[0] + r * H + u, len) += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len);
+            for (int k = 0; k < Cell::kStates; ++k)
+                if (opt.blends(k)) {
+                    ArrMap<S> d(dstate[k] + r * H + u, len);
+                    with_new_share(opt, k, zoneout_row(opt, k, sch, s, r, B, H, u), len, [&](const auto& share) {
+                        ArrMap<S>(keep[k] + r * H + u, len) = (1 - share) * d;
+                        d *= share;
+                    });
+                }
             f(r);
         }
+    }
+    // After the cell's step: d(states before) += the kept shares.
+    void add_kept() const {
+        for (int k = 0; k < Cell::kStates; ++k)
+            if (opt.blends(k))
+                for (Index r = p.r0; r < re; ++r)
+                    ArrMap<S>(dstate[k] + r * H + u, len) += ConstArrMap<S>(keep[k] + r * H + u, len);
     }
     // Zeroes this part's units of the G blocks of the ended rows of a.
     void zero_ended(S* a, Index stride, Index G) const { zero_rows(a, re, p.r1, stride, G, H, u, len); }
 };
 
+// The input side under layer_norm: dax, the gradient of the input term after
+// LN (what b_ih sees), assembled from the cell's input_grads; then
+// dγ_x = Σ dax ⊙ x̂_x, dγ_h = Σ du ⊙ x̂_h (du = dG, what b_hh sees), and W_ih
+// sees LN's backward of dax. Rows that have ended are zeros in dax and x̂.
+template <typename S, typename Cell>
+void layer_norm_input_backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& opt,
+                               const Schedule& sch, const Cache<S>& cache, const S* dG, const S* scratch,
+                               const Grads<S>& g) {
+    const Index B = d.B, GH = Cell::kGates * d.H, rows = sch.steps() * B;
+    Buffer<S> dax(rows * GH);
+    for (const InputGrad<S>& in : Cell::input_grads(dG, scratch, d.H, GH))
+        for (Index i = 0; i < rows; ++i) std::copy_n(in.dg + i * in.ld, in.cols, dax.data() + i * GH + in.g0);
+    column_sum(dax.data(), g.db_ih, rows, GH);
+    ArrMap<S> dgx(g.dln_gain, GH), dgh(g.dln_gain + GH, GH);
+    dgx.setZero(), dgh.setZero();
+    for (Index i = 0; i < rows; ++i) {
+        dgx += ConstArrMap<S>(dax.data() + i * GH, GH) * ConstArrMap<S>(cache.lnx + i * GH, GH);
+        dgh += ConstArrMap<S>(dG + i * GH, GH) * ConstArrMap<S>(cache.lnh + i * GH, GH);
+    }
+    for (Index s = 0; s < sch.steps(); ++s)
+        for (Index r = 0; r < sch.active(s); ++r) {
+            const Index at = s * B + r;
+            layer_norm_row_backward(dax.data() + at * GH, opt.ln_gain, cache.lnx + at * GH, cache.rstd[at * 3],
+                                    dax.data() + at * GH, GH);
+        }
+    input_backward(d, x, w.w_ih, sch, dax.data(), GH, 0, GH, g.dw_ih, g.dx, false);
+}
+
 // BPTT through one layer-direction from its training cache; d_n: gradients
 // w.r.t. the final states (B, H). Writes every pointer of g the cell has.
 template <typename S, typename Cell>
-void backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule& sch, const Cache<S>& cache,
-              const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
+void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& opt, const Schedule& sch,
+              const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
     constexpr int NS = Cell::kStates;
     constexpr std::size_t NP = Cell::kProducts.size();
     const Index B = d.B, H = d.H, GH = Cell::kGates * H, steps = sch.steps(), rows = steps * B;
     // dG: every row is written (ended rows zeroed).
-    Buffer<S> dG(rows * GH), dst(NS * B * H), scratch(Cell::backward_scratch(B, H, steps));
+    Buffer<S> dG(rows * GH), dst(NS * B * H), scratch(Cell::backward_scratch(B, H, steps, opt)),
+        kept(opt.blends() ? NS * B * H : 0), mtmp(opt.rmask ? B * H : 0), dsh(opt.ln_gain ? rows * GH : 0);
     std::array<PackedMatrix<S>, NP> wt;  // d(input of product k) = dG[gates of k] · W_hh[those rows]
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
@@ -177,35 +340,52 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Schedule& sc
         sch.gather(d_n[k], ds[k], H);
     }
     const Index P = wt[0].per_group();
-    backward_loop(sch, B, P, plan_team(sch, P, B, 2 * B * GH * H), [&](Index s, const Part& p) {
+    backward_loop(sch, B, P, plan_for(sch, P, B, 2 * B * GH * H, opt), [&](Index s, const Part& p) {
         const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
         BackwardStep<S, Cell> step{wt, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
                                    cache.gates ? cache.gates + s * B * GH : nullptr, w.peephole,
-                                   dG.data() + s * B * GH, ds, scratch.data(), d_out};
+                                   dG.data() + s * B * GH, ds, scratch.data(), d_out, opt, {}, mtmp.data(),
+                                   dsh.data() + s * B * GH};
         for (int k = 0; k < NS; ++k) {
             step.prev[k] = cache.state(k) + s * B * H;
             step.next[k] = step.prev[k] + B * H;
+            if (!kept.empty()) step.keep[k] = kept.data() + k * B * H;
         }
         step.zero_ended(step.dG, GH, Cell::kGates);
         Cell::backward(step);
+        step.add_kept();
     });
     for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), H);
-    Buffer<S> tmp;
+    Buffer<S> tmp, masked(opt.rmask ? rows * H : 0);
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
-        gemm_tn(dG.data() + pr.gate0 * H, Cell::product_input(k, cache, rows, H, tmp), g.dw_hh + pr.gate0 * H * H,
-                pr.gates * H, H, rows, false, GH);
+        const S* in = Cell::product_input(k, cache, rows, H, tmp);
+        const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
+        if (!opt.rmask) {
+            gemm_tn(dW + pr.gate0 * H, in, g.dw_hh + pr.gate0 * H * H, pr.gates * H, H, rows, false, GH);
+            continue;
+        }
+        for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)
+            for (Index i = 0; i < rows; ++i)
+                ArrMap<S>(masked.data() + i * H, H) =
+                    ConstArrMap<S>(in + i * H, H) * ConstArrMap<S>(mask_row(opt, gate, sch, i % B, B, H, 0), H);
+            gemm_tn(dW + gate * H, masked.data(), g.dw_hh + gate * H * H, H, H, rows, false, GH);
+        }
     }
     column_sum(dG.data(), g.db_hh, rows, GH);
-    std::size_t i = 0;
-    for (const InputGrad<S>& in : Cell::input_grads(dG.data(), scratch.data(), H, GH)) {
-        input_backward(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0);
-        if (in.dg == dG.data() + in.g0)  // b_ih sees what b_hh sees
-            std::copy_n(g.db_hh + in.g0, in.cols, g.db_ih + in.g0);
-        else
-            column_sum(in.dg, g.db_ih + in.g0, rows, in.cols);
+    if (opt.ln_gain) {
+        layer_norm_input_backward<S, Cell>(d, x, w, opt, sch, cache, dG.data(), scratch.data(), g);
+    } else {
+        std::size_t i = 0;
+        for (const InputGrad<S>& in : Cell::input_grads(dG.data(), scratch.data(), H, GH)) {
+            input_backward(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0);
+            if (in.dg == dG.data() + in.g0)  // b_ih sees what b_hh sees
+                std::copy_n(g.db_hh + in.g0, in.cols, g.db_ih + in.g0);
+            else
+                column_sum(in.dg, g.db_ih + in.g0, rows, in.cols);
+        }
     }
-    Cell::extra_grads(dG.data(), cache, w.peephole, rows, B, H, g);
+    Cell::extra_grads(dG.data(), cache, w.peephole, opt, scratch.data(), rows, B, H, g);
 }
 
 }  // namespace fastrnn

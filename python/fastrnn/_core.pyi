@@ -67,16 +67,27 @@ class GradsResult:
     db_ih: np.ndarray
     db_hh: np.ndarray
     dpeephole: Optional[np.ndarray]    # peephole LSTM only
+    dln_gain: Optional[np.ndarray]     # layer_norm only (docs/variants.md)
+    dln_cell: Optional[np.ndarray]     # layer-norm LSTM only
 
 def lstm_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                  b_hh: np.ndarray, h0: np.ndarray, c0: np.ndarray, peephole: Optional[np.ndarray],
-                 lengths: Optional[np.ndarray], reverse: bool, training: bool) -> ForwardResult: ...
+                 lengths: Optional[np.ndarray], reverse: bool, training: bool, *,
+                 activation: str = ..., recurrent_activation: str = ..., zoneout: float = ...,
+                 zoneout_mask: Optional[np.ndarray] = ..., zoneout_mask_c: Optional[np.ndarray] = ...,
+                 recurrent_mask: Optional[np.ndarray] = ..., ln_gain: Optional[np.ndarray] = ...,
+                 ln_cell: Optional[np.ndarray] = ...) -> ForwardResult: ...
 def gru_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                 b_hh: np.ndarray, h0: np.ndarray, lengths: Optional[np.ndarray], reverse: bool,
-                training: bool, reset_after: bool) -> ForwardResult: ...
+                training: bool, reset_after: bool, *, activation: str = ...,
+                recurrent_activation: str = ..., leak_rate: float = ..., zoneout: float = ...,
+                zoneout_mask: Optional[np.ndarray] = ..., recurrent_mask: Optional[np.ndarray] = ...,
+                ln_gain: Optional[np.ndarray] = ...) -> ForwardResult: ...
 def rnn_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                 b_hh: np.ndarray, h0: np.ndarray, lengths: Optional[np.ndarray], reverse: bool,
-                training: bool, relu: bool) -> ForwardResult: ...
+                training: bool, relu: bool, *, activation: str = ..., leak_rate: float = ...,
+                zoneout: float = ..., zoneout_mask: Optional[np.ndarray] = ...,
+                recurrent_mask: Optional[np.ndarray] = ...) -> ForwardResult: ...
 def lstm_backward(cache: LSTMCache, d_out: np.ndarray, d_h_n: np.ndarray,
                   d_c_n: np.ndarray) -> GradsResult: ...
 def gru_backward(cache: GRUCache, d_out: np.ndarray, d_h_n: np.ndarray) -> GradsResult: ...

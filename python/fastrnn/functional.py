@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from . import _core             # the kernel modules' interface (_core.pyi)
 else:
     from ._isa import core as _core
-from ._checks import check_backward, check_choice, check_flag, check_forward, require_cache
+from ._checks import (check_activation, check_backward, check_flag, check_forward,
+                      check_variants, require_cache)
 from ._types import Grads, LSTMGrads
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
@@ -63,26 +64,68 @@ def _forward_args(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, tra
                 training=check_flag("training", training)), a
 
 
+def _variant_args(cell, a, **options):
+    """The variant options (docs/variants.md) the kernels fuse, checked as the reference
+    checks them; zoneout masks by their keyword names."""
+    v = check_variants(cell, a, **options)
+    kw = {name: mask for (_, mask, _), name in zip(v["zoneout_masks"],
+                                                    ("zoneout_mask", "zoneout_mask_c"))}
+    kw.update(zoneout=v["zoneout"], recurrent_mask=v["recurrent_mask"])
+    if cell != "rnn":
+        kw.update(activation=v["activation"], recurrent_activation=v["recurrent_activation"])
+    if cell != "lstm":
+        kw["leak_rate"] = v["leak_rate"]
+    if v["layer_norm"]:
+        kw["ln_gain"] = v["ln_gain"]
+        if cell == "lstm":
+            kw["ln_cell"] = v["ln_cell"]
+    return kw
+
+
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
-                 lengths=None, reverse=False, training=True, peephole=None):
-    """LSTM over x (T, B, I) -> out (T, B, H), h_n (B, H), c_n (B, H), cache."""
+                 lengths=None, reverse=False, training=True, peephole=None,
+                 layer_norm=False, ln_gain=None, ln_cell=None, activation="tanh",
+                 recurrent_activation="sigmoid", recurrent_mask=None, zoneout=0.0,
+                 zoneout_mask=None, zoneout_mask_c=None):
+    """LSTM over x (T, B, I) -> out (T, B, H), h_n (B, H), c_n (B, H), cache.
+    The variant options are the reference's (docs/variants.md)."""
     kw, a = _forward_args("lstm", x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training,
                           peephole)
-    return _lstm_forward(c0=a["c0"], peephole=a["peephole"], **kw)
+    v = _variant_args("lstm", a, layer_norm=layer_norm, ln_gain=ln_gain, ln_cell=ln_cell,
+                      activation=activation,
+                      recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
+                      zoneout=zoneout, zoneout_mask=zoneout_mask, zoneout_mask_c=zoneout_mask_c)
+    return _lstm_forward(c0=a["c0"], peephole=a["peephole"], **kw, **v)
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
-                lengths=None, reverse=False, training=True, reset_after=True):
-    """GRU over x (T, B, I) -> out (T, B, H), h_n (B, H), cache."""
-    kw, _ = _forward_args("gru", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
-    return _gru_forward(reset_after=check_flag("reset_after", reset_after), **kw)
+                lengths=None, reverse=False, training=True, reset_after=True,
+                layer_norm=False, ln_gain=None, activation="tanh",
+                recurrent_activation="sigmoid", recurrent_mask=None, zoneout=0.0,
+                zoneout_mask=None, leak_rate=1.0):
+    """GRU over x (T, B, I) -> out (T, B, H), h_n (B, H), cache.
+    The variant options are the reference's (docs/variants.md)."""
+    kw, a = _forward_args("gru", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
+    reset_after = check_flag("reset_after", reset_after)
+    v = _variant_args("gru", a, layer_norm=layer_norm, ln_gain=ln_gain, activation=activation,
+                      recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
+                      zoneout=zoneout,
+                      zoneout_mask=zoneout_mask, leak_rate=leak_rate, reset_after=reset_after)
+    return _gru_forward(reset_after=reset_after, **kw, **v)
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
-                lengths=None, reverse=False, training=True, nonlinearity="tanh"):
-    """SimpleRNN (Elman) over x (T, B, I) -> out (T, B, H), h_n (B, H), cache."""
-    kw, _ = _forward_args("rnn", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
-    return _rnn_forward(nonlinearity=check_choice("nonlinearity", nonlinearity, ("tanh", "relu")), **kw)
+                lengths=None, reverse=False, training=True, nonlinearity="tanh",
+                layer_norm=False, recurrent_mask=None, zoneout=0.0, zoneout_mask=None,
+                leak_rate=1.0):
+    """SimpleRNN (Elman) over x (T, B, I) -> out (T, B, H), h_n (B, H), cache.
+    `nonlinearity` takes every activation of docs/variants.md (Keras's `activation`)."""
+    kw, a = _forward_args("rnn", x, w_ih, w_hh, b_ih, b_hh, h0, None, lengths, reverse, training)
+    nonlinearity = check_activation("nonlinearity", nonlinearity)
+    v = _variant_args("rnn", a, layer_norm=layer_norm, recurrent_mask=recurrent_mask,
+                      zoneout=zoneout,
+                      zoneout_mask=zoneout_mask, leak_rate=leak_rate)
+    return _rnn_forward(nonlinearity=nonlinearity, **kw, **v)
 
 
 def _backward_args(cell, cache, d_out, d_h_n, d_c_n=None):
@@ -131,25 +174,25 @@ def _common(x, w_ih, w_hh, b_ih, b_hh, h0):
 
 
 def _lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
-                  lengths=None, reverse=False, training=True, peephole=None):
+                  lengths=None, reverse=False, training=True, peephole=None, **variants):
     args = _common(x, w_ih, w_hh, b_ih, b_hh, h0)
     c0 = _or_zeros(c0, args[-1].shape, args[0].dtype)
     r = _core.lstm_forward(*args, c0, None if peephole is None else _c(peephole), lengths,
-                           reverse, training)
+                           reverse, training, **variants)
     return r.out, r.h_n, r.c_n, r.cache
 
 
 def _gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
-                 lengths=None, reverse=False, training=True, reset_after=True):
+                 lengths=None, reverse=False, training=True, reset_after=True, **variants):
     r = _core.gru_forward(*_common(x, w_ih, w_hh, b_ih, b_hh, h0), lengths, reverse, training,
-                          reset_after)
+                          reset_after, **variants)
     return r.out, r.h_n, r.cache
 
 
 def _rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
-                 lengths=None, reverse=False, training=True, nonlinearity="tanh"):
+                 lengths=None, reverse=False, training=True, nonlinearity="tanh", **variants):
     r = _core.rnn_forward(*_common(x, w_ih, w_hh, b_ih, b_hh, h0), lengths, reverse, training,
-                          nonlinearity == "relu")
+                          nonlinearity == "relu", activation=nonlinearity, **variants)
     return r.out, r.h_n, r.cache
 
 
@@ -162,12 +205,13 @@ def _grads_args(cache, d_out, d_h_n):
 def _lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
     d_out, d_h_n = _grads_args(cache, d_out, d_h_n)
     g = _core.lstm_backward(cache, d_out, d_h_n, _or_zeros(d_c_n, d_h_n.shape, d_h_n.dtype))
-    return LSTMGrads(g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dpeephole)
+    return LSTMGrads(g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dpeephole,
+                     dln_gain=g.dln_gain, dln_cell=g.dln_cell)
 
 
 def _gru_backward(cache, d_out=None, d_h_n=None):
     g = _core.gru_backward(cache, *_grads_args(cache, d_out, d_h_n))
-    return Grads(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh)
+    return Grads(g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dln_gain)
 
 
 def _rnn_backward(cache, d_out=None, d_h_n=None):

@@ -1,0 +1,89 @@
+"""Cell variants fused in the kernels (docs/variants.md) against the plain cell, side by side.
+
+    python benchmarks/variants.py                       # mid_b32, 1 thread, float32
+    python benchmarks/variants.py --shape 50,16,128,128 --threads 2 --budget 20
+
+One training step of one layer-direction through `fastrnn.functional` (forward, then
+backward of d_out = 1), float32, timed in turns (harness.measure_interleaved) so that a
+change in the machine's load hits every row alike; each row is reported as its median
+time over the plain cell's median. Rows: LSTM with hard_sigmoid gates vs sigmoid (the
+issue's target: within 5%), LN-LSTM and LN-GRU (layer_norm=True; target for the LSTM
+<= 1.35x), LSTM/GRU/SimpleRNN with recurrent dropout (a p = 0.1 mask per gate, Keras's)
+and with zoneout masks (p = 0.1; LSTM on h and c) vs plain (target <= 1.1x), GRU and
+SimpleRNN with leak_rate = 0.5. proj_size is not fused yet (docs/variants.md).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from cases import GRID, parse_shape  # noqa: E402
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def rows(shape, rng, p=0.1):
+    """{cell: {row name: forward options}}; each cell's first row is its plain cell."""
+    from fastrnn.masks import recurrent_dropout_mask, zoneout_mask
+    T, B, H = shape.T, shape.B, shape.H
+
+    def rd(cell):
+        return dict(recurrent_mask=recurrent_dropout_mask(rng, p, GATES[cell], B, H))
+
+    zh, zc = zoneout_mask(rng, p, T, B, H), zoneout_mask(rng, p, T, B, H)
+    return {
+        "lstm": {"plain": {}, "hard_sigmoid": dict(recurrent_activation="hard_sigmoid"),
+                 "layer_norm": dict(layer_norm=True), "recurrent_dropout": rd("lstm"),
+                 "zoneout": dict(zoneout_mask=zh, zoneout_mask_c=zc)},
+        "gru": {"plain": {}, "layer_norm": dict(layer_norm=True), "recurrent_dropout": rd("gru"),
+                "zoneout": dict(zoneout_mask=zh),
+                "leak_rate": dict(leak_rate=0.5)},
+        "rnn": {"plain": {}, "recurrent_dropout": rd("rnn"), "zoneout": dict(zoneout_mask=zh),
+                "leak_rate": dict(leak_rate=0.5)},
+    }
+
+
+def training_step(F, cell, args, d_out, opts):
+    fwd, bwd = getattr(F, f"{cell}_forward"), getattr(F, f"{cell}_backward")
+
+    def run():
+        res = fwd(*args, **opts)
+        bwd(res[-1], d_out)
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", default="mid_b32", help="a cases.py name or T,B,I,H")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument("--budget", type=float, default=15.0, help="seconds of timing per cell")
+    a = ap.parse_args(argv)
+    from fastrnn import functional as F
+    shape = next((s for s in GRID if s.name == a.shape), None) or parse_shape(a.shape)
+    F.set_num_threads(a.threads)
+    rng = np.random.default_rng(0)
+    table = rows(shape, rng)
+    load = os.getloadavg()[0]
+    print(f"{shape.name} (T={shape.T}, B={shape.B}, I={shape.I}, H={shape.H}) float32, "
+          f"{a.threads} thread(s), training step (forward + backward), load average {load:.1f}")
+    for cell in a.cells.split(","):
+        G, n = GATES[cell], rng.standard_normal
+        args = [n((shape.T, shape.B, shape.I)).astype(np.float32),
+                (0.1 * n((G * shape.H, shape.I))).astype(np.float32),
+                (0.1 * n((G * shape.H, shape.H))).astype(np.float32)]
+        d_out = np.ones((shape.T, shape.B, shape.H), np.float32)
+        fns = {name: training_step(F, cell, args, d_out, opts)
+               for name, opts in table[cell].items()}
+        res = harness.measure_interleaved(fns, warmup=1, repeats=1000, budget=a.budget)
+        base = res["plain"]["median_ms"]
+        for name, r in res.items():
+            print(f"  {cell:4s} {name:18s} {r['median_ms']:9.1f} ms  x{r['median_ms'] / base:5.3f}"
+                  f"  (IQR {r['q1_ms']:.1f}-{r['q3_ms']:.1f}, n={r['n']})")
+
+
+if __name__ == "__main__":
+    main()
