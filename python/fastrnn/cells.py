@@ -16,10 +16,10 @@ into `grads` until `zero_grad()`, as the layers'.
 Parameters as PyTorch's: `weight_ih` (G*H, I), `weight_hh` (G*H, H), `bias_ih`, `bias_hh`
 (G*H,), G = 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n), 1 (RNN); init U(-1/sqrt(H), 1/sqrt(H)).
 """
-import importlib
 
 import numpy as np
 
+from . import functional
 from ._checks import check_flag
 from ._errors import ArgumentError, ArgumentTypeError
 from .nn import Module, _check_dtype, _check_size, as_generator
@@ -61,10 +61,9 @@ class _CellBase(Module):
         return {}
 
     def _fn(self, what):
-        backend = self._backend
-        if backend is None:
-            backend = importlib.import_module(".functional", __package__)
-        return getattr(backend, f"{self._kind}_{what}")
+        if self._backend is None:       # arguments checked here: functional's unchecked path
+            return getattr(functional, f"_{self._kind}_{what}")
+        return getattr(self._backend, f"{self._kind}_{what}")
 
     def __repr__(self):
         opts = [f"{self.input_size}, {self.hidden_size}"]
