@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# ThreadSanitizer run of the threading tests: a RelWithDebInfo build of the
+# native module with -fsanitize=thread, then the tests that exercise the
+# thread pool (fork, Ctrl-C, determinism across thread counts, concurrent
+# Python threads on layers and engines) against it. Any report fails the run
+# (halt_on_error). CPython itself is not instrumented: TSan sees fastrnn's
+# accesses and every synchronisation through pthreads and futexes it intercepts.
+#   tools/tsan.sh [pytest args...]      (needs: pip install ".[test]" cmeel-eigen)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=build/tsan
+pkg=build/tsan-pkg
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
+      -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" \
+      -DCMAKE_PREFIX_PATH="$(python -m cmeel cmake 2>/dev/null)"
+cmake --build "$build" -j 2
+rm -rf "$pkg" && mkdir -p "$pkg"
+cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_*.so && cp "$build"/_*.so "$pkg/fastrnn/"
+tests="$PWD/tests"
+cd "$pkg"
+LD_PRELOAD="$(gcc -print-file-name=libtsan.so)" \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" PYTHONPATH="$PWD" \
+python -m pytest -p no:cacheprovider -q "$tests/test_pool.py" "$tests/test_determinism.py" \
+    "$tests/test_threads.py" "$tests/test_engine.py" -k "thread or fork or interrupt or pool or determin or concurrent or soak" "$@"
