@@ -130,49 +130,37 @@ class Torch(Backend):
 
 
 class OnnxRuntime(Backend):
-    """One ONNX LSTM/GRU/RNN node (onnx.helper), run by an ONNX Runtime CPU session."""
+    """The layer exported by `fastrnn.onnx.export` (one ONNX LSTM/GRU/RNN node), run by an
+    ONNX Runtime CPU session: the benchmark exercises the exporter as well."""
     name = "onnxruntime"
     modes = ("inference",)
-    # PyTorch gate blocks -> ONNX order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
-    GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}
-    OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+    LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 
     def __init__(self):
         try:
             import onnx
             import onnxruntime
+            import fastrnn
+            import fastrnn.onnx
         except Exception as err:
             self._absent(err)
             return
-        self.onnx, self.ort = onnx, onnxruntime
+        self.onnx, self.ort, self.fastrnn = onnx, onnxruntime, fastrnn
 
     def _info(self):
         return {"version": self.ort.__version__, "onnx": self.onnx.__version__,
+                "exported_by": "fastrnn.onnx.export",
                 "threads_set_by": "SessionOptions.intra_op_num_threads"}
 
     def set_threads(self, n):
         """Threads are a session option: see bind()."""
 
     def _model(self, p):
-        helper, numpy_helper = self.onnx.helper, self.onnx.numpy_helper
-        s, order = p.shape, self.GATE_ORDER[p.cell]
-
-        def gates(a):
-            return np.concatenate([a[g * s.H:(g + 1) * s.H] for g in order])
-
-        init = [numpy_helper.from_array(gates(p.w_ih)[None], "W"),
-                numpy_helper.from_array(gates(p.w_hh)[None], "R"),
-                numpy_helper.from_array(np.concatenate([gates(p.b_ih), gates(p.b_hh)])[None], "B")]
-        extra = {"linear_before_reset": 1} if p.cell == "gru" else {}
-        node = helper.make_node(self.OP[p.cell], ["X", "W", "R", "B"], ["Y"],
-                                hidden_size=s.H, **extra)
-        f32 = self.onnx.TensorProto.FLOAT
-        graph = helper.make_graph(
-            [node], f"{p.cell}_layer",
-            [helper.make_tensor_value_info("X", f32, [s.T, s.B, s.I])],
-            [helper.make_tensor_value_info("Y", f32, [s.T, 1, s.B, s.H])], init)
-        # IR 8 / opset 17: old enough for any onnxruntime >= 1.13, new enough for these ops.
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        s = p.shape
+        layer = getattr(self.fastrnn, self.LAYERS[p.cell])(s.I, s.H).eval()
+        layer.load_state_dict({"weight_ih_l0": p.w_ih, "weight_hh_l0": p.w_hh,
+                               "bias_ih_l0": p.b_ih, "bias_hh_l0": p.b_hh})
+        return self.fastrnn.onnx.export(layer, dynamic_axes={"T": s.T, "B": s.B})
 
     def bind(self, p, threads):
         opts = self.ort.SessionOptions()
@@ -180,10 +168,10 @@ class OnnxRuntime(Backend):
         opts.inter_op_num_threads = 1
         session = self.ort.InferenceSession(self._model(p).SerializeToString(), opts,
                                             providers=["CPUExecutionProvider"])
-        feed = {"X": p.x}
+        feed = {"x": p.x}
 
         def inference():
-            return session.run(None, feed)[0][:, 0]
+            return session.run(["y"], feed)[0]
 
         return {"inference": inference}
 

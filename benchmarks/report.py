@@ -1,5 +1,15 @@
-"""Presenting results: the text table, the JSON file and the speedup plot."""
+"""Presenting results: the text table, the JSON file, the plots and docs/performance.md.
+
+    python benchmarks/report.py                       # newest benchmarks/results/*.json -> docs/
+    python benchmarks/report.py benchmarks/results/2026-12-04-quick.json
+
+docs/performance.md and docs/img/performance-*.png are generated here from one saved run;
+edit this file, never the page.
+"""
+import argparse
 import json
+import sys
+from pathlib import Path
 
 PRIMARY = "fastrnn"
 
@@ -136,44 +146,197 @@ def write_json(doc, path):
         json.dump(doc, f, indent=1, default=float)
 
 
-def plot(doc, path):
-    """Bar chart of fastrnn's speedup over each peer, per shape; one panel per cell and
-    (mode, threads). Returns a message saying what was written or why not."""
+def _pyplot():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return f"no plot: matplotlib is not installed (pip install matplotlib) — {path} not written"
-    if PRIMARY not in _columns(doc):
-        return f"no plot: {PRIMARY} is absent, so there are no speedups — {path} not written"
+        return None
+    return plt
+
+
+def _panels(doc):
+    """Rows grouped for plotting: cells, (mode, threads) panels, shape names, in run order."""
     rows = doc["results"]
-    cells = list(dict.fromkeys(r["cell"] for r in rows))
-    panels = list(dict.fromkeys((r["mode"], r["threads"]) for r in rows))
-    shapes = list(dict.fromkeys(r["shape"]["name"] for r in rows))
-    peers = [p for p in _columns(doc) if p != PRIMARY]
+    return (list(dict.fromkeys(r["cell"] for r in rows)),
+            list(dict.fromkeys((r["mode"], r["threads"]) for r in rows)),
+            list(dict.fromkeys(r["shape"]["name"] for r in rows)))
+
+
+def _bar_grid(doc, path, series, value, ylabel, baseline, log):
+    """One panel per cell and (mode, threads), one bar per shape and series; value(row, name)
+    is the bar's height or None. Bars grow from `baseline` (1 for speedups: up = faster)."""
+    plt = _pyplot()
+    if plt is None:
+        return f"no plot: matplotlib is not installed (pip install matplotlib) — {path} not written"
+    cells, panels, shapes = _panels(doc)
     fig, axes = plt.subplots(len(cells), len(panels), squeeze=False, sharey=True,
                              figsize=(1.2 + 0.9 * len(shapes) * len(panels), 2.6 * len(cells)))
-    width = 0.8 / len(peers)
+    width = 0.8 / len(series)
     for i, cell in enumerate(cells):
         for j, (mode, threads) in enumerate(panels):
             ax = axes[i][j]
-            for k, peer in enumerate(peers):
+            for k, name in enumerate(series):
                 xs, ys = [], []
                 for s, shape in enumerate(shapes):
-                    for r in rows:
+                    for r in doc["results"]:
                         if (r["cell"], r["shape"]["name"], r["mode"], r["threads"]) == \
-                                (cell, shape, mode, threads) and peer in r["speedup"]:
-                            xs.append(s + (k - (len(peers) - 1) / 2) * width)
-                            ys.append(r["speedup"][peer])
-                ax.bar(xs, [y - 1 for y in ys], width, bottom=1, label=peer)  # up = faster
+                                (cell, shape, mode, threads) and value(r, name) is not None:
+                            xs.append(s + (k - (len(series) - 1) / 2) * width)
+                            ys.append(value(r, name))
+                ax.bar(xs, [y - baseline for y in ys], width, bottom=baseline, label=name)
             ax.axhline(1.0, color="black", linewidth=0.8)
-            ax.set_yscale("log")
+            if log:
+                ax.set_yscale("log")
             ax.set_xticks(range(len(shapes)), shapes, rotation=30, ha="right", fontsize=7)
             ax.set_title(f"{cell} · {mode} · {threads}T", fontsize=9)
             if j == 0:
-                ax.set_ylabel("fastrnn speedup ×")
+                ax.set_ylabel(ylabel)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
     return f"plot written to {path}"
+
+
+def plot(doc, path):
+    """Bar chart of fastrnn's speedup over each peer, per shape; one panel per cell and
+    (mode, threads). Returns a message saying what was written or why not."""
+    if PRIMARY not in _columns(doc):
+        return f"no plot: {PRIMARY} is absent, so there are no speedups — {path} not written"
+    peers = [p for p in _columns(doc) if p != PRIMARY]
+    return _bar_grid(doc, path, peers, lambda r, p: r["speedup"].get(p), "fastrnn speedup ×",
+                     1, log=True)
+
+
+def _share(row, name):
+    r = row["backends"].get(name)
+    return None if r is None or "error" in r else r["roofline_share"]
+
+
+def roofline_plot(doc, path):
+    """Bar chart of each backend's share of the same run's GEMM roofline, per shape."""
+    return _bar_grid(doc, path, _columns(doc), _share, "share of GEMM roofline", 0, log=False)
+
+
+# docs/performance.md -------------------------------------------------------------------
+IMAGES = {"speedup": "performance-speedup.png", "roofline": "performance-roofline.png"}
+BUSY_LOAD = 0.5   # 1-minute load average above which the page warns that cores were shared
+
+
+def _cell(row, name):
+    r = row["backends"].get(name)
+    if r is None:
+        return "—"
+    if "error" in r:
+        return "error"
+    text = f"{_ms(r['median_ms'])}{'' if r['validation']['ok'] else ' (!)'}"
+    if name == PRIMARY:
+        return f"{text} | {100 * r['roofline_share']:.0f}%"
+    speedup = row["speedup"].get(name)
+    return f"{text} ({speedup:.2f}×)" if speedup else text
+
+
+def markdown(doc, source):
+    """docs/performance.md for one saved run; `source` names the JSON it came from."""
+    m, cpu = doc["meta"], doc["meta"]["cpu"]
+    cols = _columns(doc)
+    peers = [c for c in cols if c != PRIMARY]
+    load = m["load_average"]
+    busy = max(load["start"], load.get("end", 0)) > BUSY_LOAD
+    fastrnn = doc["backends"].get(PRIMARY, {})
+    lines = [
+        f"<!-- Generated by benchmarks/report.py from {source}; do not edit by hand. -->",
+        "# Performance", "",
+        f"One run of `benchmarks/run.py{' --quick' if m['quick'] else ''}` on {m['date']}, saved as "
+        f"`{source}`. Times are medians; a ratio is the peer's median over "
+        "fastrnn's, measured side by side in one process (> 1: fastrnn is faster). "
+        "What is measured and how: `benchmarks/README.md`; "
+        "the grid: [design §5](design.md#5-performance-yardstick).", "",
+    ]
+    if m["quick"]:
+        lines += ["This is a **quick run** (a subset of the grid, few repeats): indicative "
+                  "only until a full run replaces it.", ""]
+    lines += [
+        "## Machine", "",
+        "| | |", "|---|---|",
+        f"| CPU | {cpu['model']} (family {cpu['family']}, model {cpu['model_id']}), "
+        f"{cpu['usable_cpus']} usable of {cpu['logical_cpus']} logical CPUs |",
+        f"| ISA | {' '.join(cpu['simd']) or '-'}; fastrnn module: {fastrnn.get('isa', '-')} |",
+        "| GEMM roofline (float32) | " + "; ".join(
+            f"{t} thread{'s' * (int(t) > 1)}: {r['gflops']:.1f} GF/s ({r['source']}, {r['n']}³)"
+            for t, r in doc["roofline"].items()) + " |",
+        f"| BLAS | {m['blas_summary']} |",
+        f"| Python | {m['python']} |",
+        "| Backends | " + "; ".join(
+            f"{n} {i.get('version')}" if i["available"] else f"{n}: absent ({i['reason']})"
+            for n, i in doc["backends"].items()) + " |",
+        f"| Load (1-min average) | {load['start']:.2f} at the start, {load.get('end', float('nan')):.2f} "
+        f"at the end{': **the machine was shared**, read ratios within ±10% as ties' if busy else ''} |",
+        f"| Timing | {m['timing']} |", "",
+        "## Results", "",
+        f"Columns: median ms; `%roof` = fastrnn's GF/s over the same run's GEMM roofline; "
+        f"peers as `ms (ratio×)`. FLOPs: {m['flops']}.", "",
+    ]
+    for threads in dict.fromkeys(r["threads"] for r in doc["results"]):
+        lines += [f"### {threads} thread{'s' * (threads > 1)}", "",
+                  "| cell | shape (T, B, I, H) | mode | fastrnn ms | %roof | "
+                  + " | ".join(peers) + " |",
+                  "|---|---|---|---:|---:|" + "---:|" * len(peers)]
+        for row in doc["results"]:
+            if row["threads"] != threads:
+                continue
+            s = row["shape"]
+            lines.append(f"| {row['cell']} | {s['name']} ({s['T']}, {s['B']}, {s['I']}, {s['H']}) "
+                         f"| {row['mode']} | " + " | ".join(
+                             [_cell(row, PRIMARY)] + [_cell(row, p) for p in peers]) + " |")
+        lines.append("")
+    lines += [failures(doc).replace("  ! ", "- ").replace("VALIDATION FAILURES:", "**Validation failures:**"),
+              "", "## Plots", "",
+              "fastrnn's speedup over each peer, per row (log scale, up = fastrnn faster):", "",
+              f"![speedup over each peer](img/{IMAGES['speedup']})", "",
+              "Each backend's share of the GEMM roofline:", "",
+              f"![share of roofline](img/{IMAGES['roofline']})", ""]
+    if doc["memory"]:
+        lines += ["## Peak memory", "", "```", memory(doc), "```", ""]
+    lines += ["## Regenerating", "", "```bash",
+              "python benchmarks/run.py --json benchmarks/results/$(date -u +%F)-full.json",
+              "python benchmarks/report.py       # newest JSON -> docs/performance.md + docs/img/*.png",
+              "git add -f docs/img/performance-*.png   # *.png is git-ignored", "```", ""]
+    return "\n".join(lines)
+
+
+def render(json_path, docs_dir, root):
+    """Write docs_dir/performance.md and its plots from one saved run; returns messages."""
+    json_path, docs_dir = Path(json_path), Path(docs_dir)
+    doc = json.loads(json_path.read_text())
+    try:
+        source = json_path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        source = json_path.name
+    (docs_dir / "img").mkdir(parents=True, exist_ok=True)
+    (docs_dir / "performance.md").write_text(markdown(doc, source), encoding="utf-8")
+    return [f"{docs_dir / 'performance.md'} written from {source}",
+            plot(doc, docs_dir / "img" / IMAGES["speedup"]),
+            roofline_plot(doc, docs_dir / "img" / IMAGES["roofline"])]
+
+
+def main(argv=None):
+    root = Path(__file__).resolve().parents[1]
+    p = argparse.ArgumentParser(description="Render docs/performance.md and its plots from a saved run.")
+    p.add_argument("json", nargs="?", help="a run.py --json file (default: the newest, by name, "
+                   "in benchmarks/results/)")
+    p.add_argument("--docs", default=str(root / "docs"), help="where performance.md and img/ go")
+    args = p.parse_args(argv)
+    path = args.json
+    if path is None:
+        saved = sorted((root / "benchmarks" / "results").glob("*.json"))
+        if not saved:
+            p.error("no saved run in benchmarks/results/: give a JSON file")
+        path = saved[-1]
+    print("\n".join(render(path, args.docs, root)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

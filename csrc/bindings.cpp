@@ -517,6 +517,8 @@ py::dict build_config() {
 
 }  // namespace
 
+void bind_precision(py::module_& m);  // bind_precision.cpp
+
 PYBIND11_MODULE(FASTRNN_MODULE, m) {
     m.doc() = "fastrnn C++ kernels (private: use fastrnn.functional)";
     Eigen::initParallel();
@@ -530,4 +532,5 @@ PYBIND11_MODULE(FASTRNN_MODULE, m) {
     }, py::arg("n"));
     m.def("get_num_threads", &num_threads);
     m.def("build_config", &build_config);
+    bind_precision(m);
 }

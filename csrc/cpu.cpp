@@ -8,7 +8,28 @@
 // against Python's C API rather than pybind11, so it builds in a moment.
 #include <Python.h>
 
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace {
+
+// AMX needs more than the CPUID bit: the tile palette (leaf 0x1D) and, on
+// Linux, the kernel's permission to use the tile data state, which a process
+// must request (arch_prctl ARCH_REQ_XCOMP_PERM) before its first tile
+// instruction or it dies with SIGILL. Asking here grants it to the process.
+bool amx_usable() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(0x1D, 0, &a, &b, &c, &d) || a < 1) return false;  // no palette 1
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    constexpr int kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+}
 
 PyObject* features(PyObject*, PyObject*) {
     __builtin_cpu_init();
@@ -23,7 +44,10 @@ PyObject* features(PyObject*, PyObject*) {
         FASTRNN_FEATURE("avx"),      FASTRNN_FEATURE("avx2"),     FASTRNN_FEATURE("fma"),
         FASTRNN_FEATURE("bmi"),      FASTRNN_FEATURE("bmi2"),     FASTRNN_FEATURE("avx512f"),
         FASTRNN_FEATURE("avx512bw"), FASTRNN_FEATURE("avx512dq"), FASTRNN_FEATURE("avx512vl"),
-        FASTRNN_FEATURE("avx512cd"),
+        FASTRNN_FEATURE("avx512cd"), FASTRNN_FEATURE("avx512bf16"), FASTRNN_FEATURE("avx512vnni"),
+        FASTRNN_FEATURE("avxvnni"),
+        {"amx-bf16", __builtin_cpu_supports("amx-bf16") != 0 && amx_usable()},
+        {"amx-int8", __builtin_cpu_supports("amx-int8") != 0 && amx_usable()},
     };
 #undef FASTRNN_FEATURE
     PyObject* names = PyList_New(0);

@@ -161,7 +161,7 @@ def bad_forward_values(cell):
         ]
     else:
         cases += [
-            ("nonlinearity", lambda a: "sigmoid", ValueError, r"nonlinearity must be one of \('tanh', 'relu'\), got 'sigmoid'"),
+            ("nonlinearity", lambda a: "gelu", ValueError, r"nonlinearity must be one of \('tanh', .*got 'gelu'"),
             ("nonlinearity", lambda a: None, ValueError, r"nonlinearity must be one of .*got None"),
             ("nonlinearity", lambda a: "TANH", ValueError, r"nonlinearity must be one of .*got 'TANH'"),
         ]
@@ -703,3 +703,87 @@ def test_engine_rejects(name, case, make, exc, match):
         else:
             eng = (bi if method == "step" else uni).inference()
             call_unmodified(eng.step, *args, **kwargs)
+
+# -- ONNX (fastrnn.onnx imports onnx only inside its functions) ------------------------------
+
+def _seq_layers(batch_first=False):
+    return [GRU(I, H, batch_first=batch_first)]
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda fo: fo.export(3), TypeError, r"layer must be a fastrnn LSTM, GRU, SimpleRNN or fastrnn.onnx.Sequential, got int"),
+    (lambda fo: fo.export(LSTM(I, H), opset=2), ValueError, r"opset must be an int in \[14, "),
+    (lambda fo: fo.export(LSTM(I, H), opset=True), ValueError, r"opset must be an int"),
+    (lambda fo: fo.export(LSTM(I, H), dynamic_axes="yes"), ValueError, r"dynamic_axes must be True"),
+    (lambda fo: fo.export(LSTM(I, H), dynamic_axes={"T": -1}), ValueError, r"dynamic_axes\['T'\] must be a positive int"),
+    (lambda fo: fo.export(fo.Sequential([GRU(I, H), GRU(H, H, dtype=np.float64)])), ValueError, r"different dtypes"),
+    (lambda fo: fo.from_onnx(3), TypeError, r"model_or_path must be an onnx.ModelProto or a path"),
+    (lambda fo: fo.from_onnx(b"raw"), TypeError, r"model_or_path must be .*got bytes"),
+    (lambda fo: fo.Sequential([]), TypeError, r"layers must be a non-empty list"),
+    (lambda fo: fo.Sequential(["lstm"]), TypeError, r"layers must be a non-empty list of fastrnn"),
+    (lambda fo: fo.Sequential(_seq_layers(True)), ValueError, r"must have batch_first=False"),
+    (lambda fo: fo.Sequential(_seq_layers(), reverse=[True, False]), ValueError, r"reverse must have one flag per layer \(1\), got 2"),
+    (lambda fo: fo.Sequential(_seq_layers())([[1.0]]), TypeError, r"x must be a numpy.ndarray \(T, B, I\), got list"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, I), F32)), ValueError, r"x must be a rank-3 numpy.ndarray"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), F32), np.zeros((1, B, H), F32)), TypeError, r"hx must be None or a list of 1 states"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), F32), lengths=[1, 2]), ValueError, r"lengths must have shape \(3,\)"),
+    (lambda fo: fo.Sequential(_seq_layers())(np.zeros((T, B, I), np.float64)), TypeError, r"x must have dtype float32"),
+])
+def test_onnx_entry_points_reject(call, exc, match):
+    pytest.importorskip("onnx")
+    import fastrnn.onnx as fo
+    with pytest.raises(exc, match=match):
+        call(fo)
+
+# -- echo-state networks and the variant options of the reference ---------------------------
+
+ESN_OK = dict(input_size=2, reservoir_size=6, output_size=1, spectral_radius=0.9, leak_rate=0.5)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(reservoir_size=0), ValueError, "reservoir_size must be >= 1, got 0"),
+    (dict(output_size=None), TypeError, "output_size must be an int, got NoneType"),
+    (dict(spectral_radius=float("nan")), ValueError, "spectral_radius must lie in"),
+    (dict(leak_rate=1.5), ValueError, r"leak_rate must lie in \(0, 1\]"),
+    (dict(density=1.5), ValueError, r"density must lie in \(0, 1\]"),
+])
+def test_esn_constructor_rejects(kwargs, exc, match):
+    from fastrnn import EchoStateNetwork
+    with pytest.raises(exc, match=match):
+        EchoStateNetwork(**dict(ESN_OK, **kwargs))
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda e: e.states(np.zeros((3, 2, 3))), ValueError, r"w_ih must have shape \(6, 3\)"),
+    (lambda e: e.states(np.zeros((3, 2, 2)), h0=np.zeros((2, 5))), ValueError,
+     r"h0 must have shape \(2, 6\)"),
+    (lambda e: e.states([[[0.0, 0.0]]]), TypeError, "x must be a numpy.ndarray"),
+    (lambda e: e.fit(np.zeros((3, 2, 2)), np.zeros((3, 2, 1)), washout=-1), ValueError,
+     "washout must lie in"),
+    (lambda e: e.fit(np.zeros((3, 2, 2)), np.zeros((3, 2, 1)), washout=1.0), TypeError,
+     "washout must be an int"),
+    (lambda e: e.predict(np.zeros((3, 2, 2))), ValueError, "call fit"),
+])
+def test_esn_calls_reject_and_keep_inputs(call, exc, match):
+    from fastrnn import EchoStateNetwork
+    esn = EchoStateNetwork(**ESN_OK, seed=0)
+    with pytest.raises(exc, match=match):
+        call(esn)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(activation="swish"), ValueError, "activation must be one of"),
+    (dict(recurrent_activation=None), ValueError, "recurrent_activation must be one of"),
+    (dict(zoneout=1.0), ValueError, r"zoneout must lie in \[0, 1\)"),
+    (dict(zoneout=True), TypeError, "zoneout must be a float"),
+    (dict(layer_norm="yes"), TypeError, "layer_norm must be a bool"),
+    (dict(ln_cell=np.ones((2, 3))), ValueError, "ln_cell is given but layer_norm=False"),
+    (dict(recurrent_mask=np.ones((3, 2, 3))), ValueError, "recurrent_mask must have shape"),
+    (dict(w_hr=np.ones((2, 3))), ValueError, r"w_hr must have shape \(3, 3\), got \(2, 3\)"),
+])
+def test_reference_variant_options_rejected(kwargs, exc, match):
+    rng = np.random.default_rng(0)
+    x, w_ih, w_hh = rng.random((2, 2, 2)), rng.random((12, 2)), rng.random((12, 3))
+    args = dict(x=x, w_ih=w_ih, w_hh=w_hh)
+    with pytest.raises(exc, match=match):
+        call_unmodified(reference.lstm_forward, **args, **kwargs)

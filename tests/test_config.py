@@ -78,14 +78,15 @@ def test_build_values_match_the_module():
 @pytest.mark.skipif(not (X86 and sys.platform.startswith("linux")), reason="x86-64 Linux only")
 def test_cpu_features_agree_with_the_kernel():
     # Outside an emulator the kernel's flags (/proc/cpuinfo) and CPUID agree.
-    kernel_names = {"sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "bmi": "bmi1"}
+    kernel_names = {"sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "bmi": "bmi1",
+                    "avx512bf16": "avx512_bf16", "avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni"}
     flags = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
     for name in ("sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "avx", "avx2", "fma", "bmi", "bmi2",
-                 "avx512f", "avx512bw", "avx512dq", "avx512vl"):
+                 "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512bf16", "avx512vnni", "avxvnni"):
         assert (name in CONFIG["cpu_features"]) == (kernel_names.get(name, name) in flags), name
 
 

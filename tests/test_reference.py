@@ -86,7 +86,7 @@ def setup(cell, scenario, seed):
 def relu_margin(p, cache):
     """Smallest |pre-activation| over the live rows of every step (reads the cache)."""
     m = np.inf
-    for t, (x, h, _) in cache.steps:
+    for t, (x, h, *_) in cache.steps:
         a = x @ p["w_ih"].T + p["b_ih"] + h @ p["w_hh"].T + p["b_hh"]
         m = min(m, np.abs(a[cache.valid[t][:, 0]]).min(initial=np.inf))
     return m
@@ -361,7 +361,7 @@ def test_errors():
     with pytest.raises(TypeError, match="d_h_n"):
         ref.gru_backward(gru_cache, d_h_n=np.zeros(p["h0"].shape, np.float32))
     with pytest.raises(ValueError, match="nonlinearity"):
-        ref.rnn_forward(p["x"], p["w_ih"][:3], p["w_hh"][:3], nonlinearity="sigmoid")
+        ref.rnn_forward(p["x"], p["w_ih"][:3], p["w_hh"][:3], nonlinearity="gelu")
     with pytest.raises(TypeError, match="reverse"):
         forward("gru", p, reverse="yes")
     with pytest.raises(TypeError, match="reset_after"):

@@ -11,6 +11,7 @@ def config():
     from . import __version__
     core, sel = _isa.core, _isa.selection
     built = core.build_config()
+    lowp = core.lowp_paths()  # low-precision GEMM paths (docs/precision.md)
     return {
         "version": __version__,
         "isa": sel.isa,
@@ -28,12 +29,25 @@ def config():
         "flags": built["flags"].replace("SHELL:", ""),
         "build_type": built["build_type"],
         "module": core.__file__,
+        "bf16_path": lowp["bf16"],
+        "bf16_paths_available": lowp["bf16_available"],
+        "int8_path": lowp["int8"],
+        "int8_paths_available": lowp["int8_available"],
     }
+
+
+def _path_row(path, available, var):
+    import os
+    if path.startswith("error: "):
+        return path
+    why = f"{var}={os.environ[var]}" if os.environ.get(var) else f"the best this CPU runs ({var} unset)"
+    return f"{path} — {why}; available: {', '.join(available)}"
 
 
 def show_config():
     """Print the version, the instruction set in use and the ones available,
-    OpenMP and threads, Eigen, the compiler, its flags and the build type."""
+    OpenMP and threads, Eigen, the compiler, its flags, the build type and
+    the bf16 and int8 GEMM paths in use."""
     c = config()
     if c["isa"] == "native":
         why = "the only module of a native build (-march=native, for the machine that built it)"
@@ -55,6 +69,8 @@ def show_config():
         ("flags", c["flags"]),
         ("build type", c["build_type"]),
         ("module", c["module"]),
+        ("bf16 path", _path_row(c["bf16_path"], c["bf16_paths_available"], "FASTRNN_BF16_PATH")),
+        ("int8 path", _path_row(c["int8_path"], c["int8_paths_available"], "FASTRNN_INT8_PATH")),
     ]
     print(f"fastrnn {c['version']}")
     for name, value in rows:

@@ -12,10 +12,12 @@ class Grads(NamedTuple):
     dw_hh: np.ndarray
     db_ih: np.ndarray
     db_hh: np.ndarray
+    dln_gain: Optional[np.ndarray] = None     # GRU layer_norm only (docs/variants.md)
 
 
 class LSTMGrads(NamedTuple):
-    """Gradients of an LSTM layer-direction; `dpeephole` is None without peepholes."""
+    """Gradients of an LSTM layer-direction; `dpeephole`, `dw_hr` (proj_size), `dln_gain`
+    and `dln_cell` (layer_norm) are None where the forward had no such parameter."""
     dx: np.ndarray
     dh0: np.ndarray
     dc0: np.ndarray
@@ -24,3 +26,6 @@ class LSTMGrads(NamedTuple):
     db_ih: np.ndarray
     db_hh: np.ndarray
     dpeephole: Optional[np.ndarray]
+    dw_hr: Optional[np.ndarray] = None
+    dln_gain: Optional[np.ndarray] = None
+    dln_cell: Optional[np.ndarray] = None

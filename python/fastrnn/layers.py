@@ -90,6 +90,7 @@ class _RNNBase(Module):
 
     @property
     def num_directions(self):
+        """D: 2 if the layer is bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
     def _names(self, layer, direction):

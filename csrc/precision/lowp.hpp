@@ -1,0 +1,135 @@
+// Low-precision packed GEMM: C(m, G·H) (=|+=) A(m, K) · Mᵀ with A fp32
+// activations and M packed once, as packed_gemm.hpp does for fp32, in
+//   bf16: M rounded to bfloat16 (nearest even); A rounded likewise per call;
+//         fp32 accumulation.
+//   int8: dynamic quantisation. M as s8 with one symmetric scale per output
+//         column (scale = max|row of M| / 127); each row of A quantised per
+//         call to s8, symmetric, scale = max|row| / 127; s32 accumulation;
+//         C = float(acc) · (row scale · column scale), fp32.
+// Activations are prepared once per call (Bf16Rows / S8Rows) and then read
+// by every panel, so a time loop prepares h_t once per step and lets each
+// thread run its own unit panels (gemm_units), like packed_gemm_units.
+// Panels hold kNR = 32 output columns of one group (gate) on every path and
+// in every module, so any path can run any packed matrix. docs/precision.md.
+#pragma once
+
+#include "common.hpp"
+#include "precision/kernels.hpp"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fastrnn {
+namespace lowp {
+
+enum class Path { scalar, avx2, avx512_bf16, avx512_vnni };
+const char* path_name(Path p);
+
+// Paths this CPU runs, best first (CPUID; scalar always).
+std::vector<Path> bf16_paths_available();
+std::vector<Path> int8_paths_available();
+// The path used when none is given: the best available, or the one that
+// FASTRNN_BF16_PATH / FASTRNN_INT8_PATH names (read once). An unknown name, or
+// one this CPU lacks, throws std::invalid_argument listing what is available.
+Path bf16_path();
+Path int8_path();
+// `name` as a path of the kind (bf16 or int8) checked against this CPU: the
+// same error as above, naming `what` (the variable or argument).
+Path bf16_path_named(const std::string& name, const std::string& what);
+Path int8_path_named(const std::string& name, const std::string& what);
+
+// Panel geometry shared by both packed formats (PackedMatrix's accessors).
+class PanelLayout {
+public:
+    Index panels() const { return G_ * per_group_; }
+    Index groups() const { return G_; }
+    Index per_group() const { return per_group_; }
+    Index K() const { return K_; }
+    Index N() const { return G_ * H_; }
+    Index column(Index p) const { return (p / per_group_) * H_ + (p % per_group_) * kNR; }
+    Index width(Index p) const { return std::min<Index>(kNR, H_ - (p % per_group_) * kNR); }
+
+protected:
+    void shape(Index G, Index H, Index K) { G_ = G, H_ = H, K_ = K, per_group_ = (H + kNR - 1) / kNR; }
+    Index G_ = 0, H_ = 0, K_ = 0, per_group_ = 0;
+};
+
+// M (G·H, K): M[g·H + u, k] = src[(g·H + u)·ld + k], or with transpose
+// M[n, k] = src[k·ld + n] (PackedMatrix::pack's convention).
+class PackedBf16 : public PanelLayout {
+public:
+    void pack(const float* src, Index G, Index H, Index K, Index ld, bool transpose);
+    Index kp2() const { return (K_ + 1) / 2 * 2; }
+    const std::uint16_t* panel(Index p) const { return data_.data() + p * kp2() * kNR; }
+
+private:
+    Buffer<std::uint16_t> data_;
+};
+
+class PackedS8 : public PanelLayout {
+public:
+    // Throws std::invalid_argument naming `name` if M has NaN or Inf, or if
+    // K > 65536 (the s32 sums could overflow).
+    void pack(const float* src, Index G, Index H, Index K, Index ld, bool transpose, const std::string& name);
+    Index kq() const { return (K_ + 3) / 4 * 4; }
+    const std::int8_t* panel(Index p) const { return data_.data() + p * kq() * kNR; }
+    const std::int32_t* col_sum(Index p) const { return col_sum_.data() + p * kNR; }
+    const float* col_scale(Index p) const { return col_scale_.data() + p * kNR; }
+
+private:
+    Buffer<std::int8_t> data_;
+    Buffer<std::int32_t> col_sum_;  // Σ_k q[n, k] per packed column (0 past the width)
+    Buffer<float> col_scale_;
+};
+
+// A(m, K) as bf16 rows for the kernels.
+class Bf16Rows {
+public:
+    void prepare(const float* A, Index lda, Index m, Index K);
+    Index m() const { return m_; }
+
+private:
+    friend void gemm_units(const Bf16Rows&, const PackedBf16&, Index, Index, float*, Index, bool, Path);
+    friend void gemm(const Bf16Rows&, const PackedBf16&, float*, Index, bool, Path);
+    Index m_ = 0, K_ = 0, ld_ = 0;
+    Buffer<std::uint16_t> data_;
+};
+
+// A(m, K) quantised per row for the kernels of `path` (which must be the path
+// of the gemm that reads them). A row with NaN or Inf gets a NaN scale, so its
+// outputs are NaN, as in fp32.
+class S8Rows {
+public:
+    void prepare(const float* A, Index lda, Index m, Index K, Path path);
+    Index m() const { return m_; }
+    Path path() const { return path_; }
+    const std::int8_t* row(Index i) const { return data_.data() + i * ld_; }  // s8 (u8 - 128 for VNNI)
+    float scale(Index i) const { return scale_[i]; }
+
+private:
+    friend void gemm_units(const S8Rows&, const PackedS8&, Index, Index, float*, Index, bool);
+    friend void gemm(const S8Rows&, const PackedS8&, float*, Index, bool);
+    Index m_ = 0, K_ = 0, ld_ = 0;
+    Path path_ = Path::scalar;
+    Buffer<std::int8_t> data_;
+    Buffer<float> scale_;
+};
+
+// C(m, N) (=|+=) A · Mᵀ over all panels, threads splitting (row block, panel)
+// items as packed_gemm does.
+void gemm(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path);
+void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumulate);
+// The columns of unit panels [j0, j1) of every group, on the calling thread.
+void gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc, bool accumulate,
+                Path path);
+void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C, Index ldc, bool accumulate);
+
+// The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.
+inline std::pair<Index, Index> unit_range(Index j0, Index j1, Index H) {
+    const Index u0 = j0 * kNR;
+    return {u0, std::min(H, j1 * kNR) - u0};
+}
+
+}  // namespace lowp
+}  // namespace fastrnn

@@ -1,0 +1,79 @@
+"""docs/performance.md is rendered by benchmarks/report.py from saved JSON, deterministically."""
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import report  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "data" / "bench_small.json"
+
+
+def load():
+    return json.loads(FIXTURE.read_text())
+
+
+def test_page_is_deterministic(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    report.render(FIXTURE, first, ROOT)
+    report.render(FIXTURE, second, ROOT)
+    page = (first / "performance.md").read_text()
+    assert page == (second / "performance.md").read_text()
+    assert "tests/data/bench_small.json" in page.splitlines()[0]
+
+
+def test_page_shows_machine_grid_ratios_and_date():
+    doc = load()
+    page = report.markdown(doc, "x.json")
+    assert doc["meta"]["date"] in page
+    assert doc["meta"]["cpu"]["model"] in page and "avx512f" in page
+    assert "96.0 GF/s" in page
+    for peer in ("reference", "torch", "onnxruntime"):
+        assert f" {peer} " in page.split("### 1 thread")[1].splitlines()[2]
+    # The ratios, recomputed here from the fixture's medians (peer / fastrnn).
+    for row in doc["results"]:
+        fast = row["backends"]["fastrnn"]["median_ms"]
+        line = next(l for l in page.splitlines() if l.startswith(f"| lstm | mid_b32") and row["mode"] in l)
+        for name, r in row["backends"].items():
+            if name != "fastrnn":
+                assert f"({r['median_ms'] / fast:.2f}×)" in line
+        assert f"{100 * row['backends']['fastrnn']['gflops'] / 96.0:.0f}%" in line
+    assert "training | 119 |" in page          # fastrnn's 118.838 ms, three digits
+    assert "| — |" in page                     # ONNX Runtime has no training row
+
+
+def test_page_says_when_the_machine_was_shared():
+    doc = load()
+    assert "machine was shared" not in report.markdown(doc, "x.json")   # load 0.29 / 0.47
+    busy = copy.deepcopy(doc)
+    busy["meta"]["load_average"] = {"start": 1.8, "end": 2.1}
+    assert "**the machine was shared**" in report.markdown(busy, "x.json")
+
+
+def test_failed_validation_and_absent_peer_are_shown():
+    doc = load()
+    doc["results"][0]["backends"]["torch"]["validation"] = {"ok": False, "errors": {"out": 0.5}}
+    doc["backends"]["onnxruntime"] = {"available": False, "reason": "not installed"}
+    page = report.markdown(doc, "x.json")
+    assert "(!)" in page and "**Validation failures:**" in page
+    assert "onnxruntime: absent (not installed)" in page
+    assert "| onnxruntime |" not in page.split("### 1 thread")[1]
+
+
+def test_plots_are_pngs(tmp_path):
+    pytest.importorskip("matplotlib")
+    report.render(FIXTURE, tmp_path, ROOT)
+    for name in report.IMAGES.values():
+        assert (tmp_path / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_page_is_the_rendering_of_its_json(tmp_path):
+    """docs/performance.md is generated: re-rendering the JSON its first line names gives it
+    back byte for byte, so a hand edit fails here."""
+    page = (ROOT / "docs" / "performance.md").read_text()
+    source = page.splitlines()[0].split(" from ")[1].split(";")[0]
+    assert report.markdown(json.loads((ROOT / source).read_text()), source) == page
