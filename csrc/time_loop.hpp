@@ -35,6 +35,7 @@ struct Part {
     Index r0, r1, j0, j1;
     int nt;            // team size
     bool units_split;  // steps read data other threads wrote: barriers
+    int t = 0;         // this thread's index in the team
     // Active rows of this part at a step with n active rows: [r0, end(n)).
     Index end(Index n) const { return std::clamp(n, r0, r1); }
     void sync() const {
@@ -59,7 +60,7 @@ inline TeamPlan plan_team(const Schedule& sch, Index panels, Index B, Index step
 inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, int t, int nt) {
     if (!by_rows || nt == 1) {
         const Index j0 = panels * t / nt, j1 = panels * (t + 1) / nt;
-        return nt == 1 ? Part{0, B, 0, panels, 1, false} : Part{0, B, j0, j1, nt, true};
+        return nt == 1 ? Part{0, B, 0, panels, 1, false} : Part{0, B, j0, j1, nt, true, t};
     }
     Index total = 0;
     for (Index r = 0; r < B; ++r) total += sch.length(r);
@@ -68,13 +69,13 @@ inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, 
         while (r < B && done * nt < total * k) done += sch.length(r++);
         return k == nt ? B : r;
     };
-    return Part{boundary(t), boundary(t + 1), 0, panels, nt, false};
+    return Part{boundary(t), boundary(t + 1), 0, panels, nt, false, t};
 }
 
 // step(s, part) for s = 0 … steps−1 on each thread, with the input
 // projection prepared chunk by chunk; the part syncs after every step.
-template <typename S, typename Step>
-void forward_loop(InputProjection<S>& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
+template <typename Proj, typename Step>
+void forward_loop(Proj& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
                   Step&& step) {
     for (Index s0 = 0; s0 < sch.steps();) {
         const Index s1 = proj.prepare(s0);
