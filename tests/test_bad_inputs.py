@@ -665,8 +665,18 @@ def bad_engine_cases(cls):
          r"out\[0\] must have shape \(3, 6\)"),
         ("step-out-readonly", lambda: ("step1", (xt(),), dict(out=(np.zeros((B, H), F32), readonly(s)))),
          ValueError, r"out\[1\].* must be a writeable C-contiguous array"),
-        ("precision", lambda: ("make", (), dict(precision="int8")), ValueError,
-         r"precision must be one of \('float32',\), got 'int8'"),
+        ("precision", lambda: ("make", (), dict(precision="float16")), ValueError,
+         r"precision must be one of \('float32', 'bfloat16', 'int8'\), got 'float16'"),
+        ("precision-float64-bf16", lambda: ("make64", (), dict(precision="bfloat16")), ValueError,
+         r"precision='bfloat16' needs a float32 layer, this one is float64"),
+        ("precision-float64-int8", lambda: ("make64", (), dict(precision="int8")), ValueError,
+         r"precision='int8' needs a float32 layer, this one is float64"),
+        ("precision-int8-nan", lambda: ("make_nan", (), dict(precision="int8")), ValueError,
+         r"precision='int8' needs finite weights: weight_hh_l1 has NaN or Inf"),
+        ("precision-bf16-path", lambda: ("make_path", (), dict(precision="bfloat16", _path="amx_bf16")),
+         ValueError, r"path='amx_bf16' is not one of avx512_bf16, avx2, scalar; available here: .*scalar"),
+        ("precision-int8-path", lambda: ("make_path", (), dict(precision="int8", _path="avx512_bf16")),
+         ValueError, r"path='avx512_bf16' is not one of avx512_vnni, avx2, scalar; available here: .*scalar"),
     ]
     if cls is LSTM:
         cases.append(("step-state-not-tuple", lambda: ("step1", (xt(), np.zeros(sh, F32)), {}), TypeError,
@@ -689,20 +699,36 @@ ENGINE_CASES = [pytest.param(name, *case, id=f"{name}-{case[0]}")
 
 
 @needs_cpp
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
 @pytest.mark.parametrize("name, case, make, exc, match", ENGINE_CASES)
-def test_engine_rejects(name, case, make, exc, match):
+def test_engine_rejects(name, case, make, exc, match, precision):
+    """Every engine precision checks its arguments alike (inputs stay float32 arrays)."""
     cls = LAYERS[name]
     method, args, kwargs = make()
+    if method.startswith("make") and precision != "float32":
+        pytest.skip("construction cases name their precision")
     bi = cls(I, H, num_layers=2, bidirectional=True, seed=0)
     uni = cls(I, H, num_layers=2, seed=0)
     with pytest.raises(exc, match=match):
         if method == "make":
             uni.inference(**kwargs)
+        elif method == "make64":
+            cls(I, H, num_layers=2, seed=0, dtype=np.float64).inference(**kwargs)
+        elif method == "make_nan":
+            before = uni.params["weight_hh_l1"].copy()
+            uni.params["weight_hh_l1"][1, 2] = np.inf
+            uni.inference(**kwargs)
+        elif method == "make_path":
+            fastrnn.engine.InferenceEngine(uni, **kwargs)
         elif method == "call":
-            call_unmodified(bi.inference(), *args, **kwargs)
+            call_unmodified(bi.inference(precision), *args, **kwargs)
         else:
-            eng = (bi if method == "step" else uni).inference()
+            eng = (bi if method == "step" else uni).inference(precision)
             call_unmodified(eng.step, *args, **kwargs)
+    if method == "make_nan":   # the layer's weights are left as they were
+        after = uni.params["weight_hh_l1"]
+        assert np.isinf(after[1, 2]) and np.array_equal(np.delete(after.ravel(), 1 * H + 2),
+                                                        np.delete(before.ravel(), 1 * H + 2))
 
 # -- ONNX (fastrnn.onnx imports onnx only inside its functions) ------------------------------
 
