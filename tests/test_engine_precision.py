@@ -227,3 +227,27 @@ def test_environment_forces_the_path():
                        "import fastrnn\nfastrnn.LSTM(4, 4).inference('bfloat16')")
     assert "ValueError: FASTRNN_BF16_PATH='amx_bf16' is not one of avx512_bf16, avx2, scalar; " \
            "available here: " in bad.stderr
+
+
+@pytest.mark.parametrize("precision", LOWP)
+def test_against_a_numpy_model_of_the_quantised_cell(precision):
+    """A SimpleRNN engine equals a NumPy model built from the GEMM model
+    (fastrnn._lowp_reference: bf16 rounding / per-row int8 quantisation of x and of each
+    h_t, per-output weight scales): h' = tanh(x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh) with both
+    products in the precision's scheme. Only the fp32 additions and tanh differ in order
+    or implementation (≤ a few ulp per step, not amplified by |tanh'| ≤ 1), hence 1e-5;
+    a mis-scaled row or misplaced unit would be off by ≥ 1e-3."""
+    lowp_ref = pytest.importorskip("fastrnn._lowp_reference")
+    gemm = lowp_ref.bf16_gemm if precision == "bfloat16" else lowp_ref.int8_gemm
+    layer = SimpleRNN(20, 45, seed=13)
+    p = layer.params
+    x = np.random.default_rng(14).standard_normal((8, 3, 20)).astype(np.float32)
+    h = np.zeros((3, 45), np.float32)
+    want = []
+    for t in range(8):
+        pre = (gemm(x[t], p["weight_ih_l0"]) + p["bias_ih_l0"] + p["bias_hh_l0"]
+               + gemm(h, p["weight_hh_l0"]))
+        h = np.tanh(pre).astype(np.float32)
+        want.append(h)
+    y, _ = InferenceEngine(layer, precision, _path="scalar")(x)
+    np.testing.assert_allclose(y, np.stack(want), rtol=0, atol=1e-5)
