@@ -1,6 +1,9 @@
 """One-step latency (`run.py --step`): B = 1, I = H, float32, one call = one time step.
 
-Side by side in one process, in turns (harness.measure_interleaved):
+Side by side in one process, in turns: each round runs every backend for a block of
+BLOCK consecutive calls (as a streaming caller would: its weights warm in cache, and
+no backend pays for the one before it evicting them), and a backend's time is the
+median over rounds of its block time / BLOCK.
   eng.step       fastrnn's inference engine, `eng.step(x_t, state)` (allocates the results)
   eng.step out=  the same writing into preallocated arrays
   layer T=1      the fastrnn layer called on a sequence of one step (eval mode)
@@ -9,9 +12,13 @@ Side by side in one process, in turns (harness.measure_interleaved):
 Every column computes the same step from the same weights; the outputs are checked
 against the layer's before timing.
 """
+import time
+
 import numpy as np
 
 import harness
+
+BLOCK = 20
 
 SIZES = (128, 256, 512)
 CELLS = ("lstm", "gru")
@@ -28,7 +35,21 @@ def _torch_modules(torch, cell, layer, H):
     return c, s
 
 
-def step_rows(fastrnn, torch, threads, warmup=200, repeats=3000, budget=1.5):
+def _in_blocks(fns, rounds, budget):
+    """{name: (median, q1, q3) seconds per call} over rounds of BLOCK calls each."""
+    samples, start = {name: [] for name in fns}, time.perf_counter()
+    for r in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(BLOCK):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / BLOCK)
+        if r >= 3 and time.perf_counter() - start > budget:
+            break
+    return {name: np.percentile(s, [50, 25, 75]) for name, s in samples.items()}
+
+
+def step_rows(fastrnn, torch, threads, warmup=50, rounds=150, budget=1.5):
     """{cell, H, median µs per backend} for every cell and size."""
     rows = []
     for cell in CELLS:
@@ -67,10 +88,13 @@ def step_rows(fastrnn, torch, threads, warmup=200, repeats=3000, budget=1.5):
                 fns["torch cell"], fns["torch T=1"] = torch_cell, torch_seq
             want = layer(x3, state)[0][0]
             errors = {k: harness.relative_error(f(), want) for k, f in fns.items()}
-            times = harness.measure_interleaved(fns, warmup, repeats, budget)
+            for fn in fns.values():
+                for _ in range(warmup):
+                    fn()
+            times = _in_blocks(fns, rounds, budget)
             rows.append({"cell": cell, "H": H, "threads": threads, "errors": errors,
-                         "us": {k: t["median_ms"] * 1e3 for k, t in times.items()},
-                         "iqr": {k: (t["q3_ms"] - t["q1_ms"]) / t["median_ms"] for k, t in times.items()}})
+                         "us": {k: t[0] * 1e6 for k, t in times.items()},
+                         "iqr": {k: (t[2] - t[1]) / t[0] for k, t in times.items()}})
     return rows
 
 
@@ -88,7 +112,8 @@ def table(rows):
             line += f" | {r['us'][ref] / r['us']['eng.step']:20.2f}×"
         lines.append(line)
     bad = [(r["cell"], r["H"], k, e) for r in rows for k, e in r["errors"].items() if e > harness.TOLERANCE]
-    lines.append("columns: median µs per one-step call, backends in turns; × > 1: eng.step is faster")
+    lines.append(f"columns: median µs per one-step call (rounds of {BLOCK} calls per backend, in turns); "
+                 "× > 1: eng.step is faster")
     lines.append("validation: " + ("every output matches the layer's within "
                                    f"{harness.TOLERANCE}" if not bad else f"FAILED {bad}"))
     return "\n".join(lines), not bad

@@ -184,3 +184,21 @@ def test_engine_describes_itself():
     eng = make(GRU, np.float32, num_layers=2).inference()
     assert "GRU(6, 9, num_layers=2" in repr(eng) and "precision='float32'" in repr(eng)
     assert eng.precision == "float32" and eng.dtype == np.float32
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, SimpleRNN])
+def test_empty_axes(cls):
+    """T = 0, B = 0 and all lengths 0 give the layer's results (empty, or the initial
+    state); a step with B = 0 returns empty arrays."""
+    layer = make(cls, np.float32, num_layers=2, bidirectional=True)
+    eng = layer.inference()
+    for shape in [(0, 2, I), (3, 0, I)]:
+        x = np.zeros(shape, np.float32)
+        for got, want in zip(eng(x), layer(x)):
+            for g, w in zip(flat(got), flat(want)):
+                assert g.shape == w.shape
+                np.testing.assert_array_equal(g, w)
+    x = np.ones((3, 2, I), np.float32)
+    np.testing.assert_array_equal(eng(x, lengths=[0, 0])[0], np.zeros((3, 2, 2 * H), np.float32))
+    y, s = make(cls, np.float32, num_layers=2).inference().step(np.zeros((0, I), np.float32))
+    assert y.shape == (0, H) and all(a.shape == (2, 0, H) for a in flat(s))

@@ -217,7 +217,7 @@ class InferenceEngine:
             if out[1] is None:
                 raise TypeError("out[1] must be the state arrays to write, not None")
             s_n = self._state("out[1]", out[1], sshape, swhat, writable=True)
-        rows = (lambda a: a.reshape((1, B, -1)))    # a view: every array here is C-contiguous
+        rows = (lambda a: a.reshape((1, B, a.shape[-1])))   # a view: all are C-contiguous
         inp = rows(np.ascontiguousarray(x_t))
         for i, (e,) in enumerate(self._layers):
             dst = y if i == L - 1 else s_n[0][i]
