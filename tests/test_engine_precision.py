@@ -251,3 +251,13 @@ def test_against_a_numpy_model_of_the_quantised_cell(precision):
         want.append(h)
     y, _ = InferenceEngine(layer, precision, _path="scalar")(x)
     np.testing.assert_allclose(y, np.stack(want), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", LOWP)
+def test_empty_axes(precision):
+    """T = 0 and B = 0 give empty results and unchanged states, as in float32."""
+    eng = LSTM(4, 40, num_layers=2, seed=15).inference(precision)
+    y, (h, c) = eng(np.zeros((0, 3, 4), np.float32))
+    assert y.shape == (0, 3, 40) and not h.any() and not c.any()
+    assert eng(np.zeros((5, 0, 4), np.float32))[0].shape == (5, 0, 40)
+    assert eng.step(np.zeros((0, 4), np.float32))[0].shape == (0, 40)
