@@ -4,6 +4,7 @@
     python benchmarks/run.py --json out.json --plot out.png
     python benchmarks/run.py --shapes none --shape 20,4,16,32 --threads 1
     python benchmarks/run.py --peers none --interleave --build portable=VENV/lib/python3.X/site-packages
+    python benchmarks/run.py --precision float32,bfloat16,int8 --shapes mid_b32,big_b64 --cells lstm,gru --threads 1
 
 See benchmarks/README.md for what is measured and what the columns mean.
 """
@@ -25,6 +26,7 @@ import harness
 import machine
 import memory
 import peers
+import precision
 import report
 import step
 
@@ -66,6 +68,10 @@ def parse_args(argv):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     p.add_argument("--step", action="store_true", help="only the one-step latency table "
                    "(B=1, I=H in 128,256,512; engine step vs PyTorch cells; benchmarks/step.py)")
+    p.add_argument("--precision", metavar="LIST", help="only the low-precision table: comma list "
+                   "of float32,bfloat16,int8 (float32 included) for the fastrnn engine, against "
+                   "torch bf16 / quantize_dynamic and ONNX Runtime DynamicQuantizeLSTM, on --shapes, "
+                   "--cells (lstm, gru) and --threads, plus eng.step at H=512 (benchmarks/precision.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
@@ -104,6 +110,10 @@ def parse_args(argv):
         builds.append((name, path, isa or None))
     args.build = builds
     args.cells = listed(args.cells, cases.CELLS, "cell")
+    if args.precision is not None:
+        args.precision = listed(args.precision, ["float32", "bfloat16", "int8"], "precision")
+        if "float32" not in args.precision:
+            p.error("--precision must include float32 (speedups are over it)")
     args.modes = listed(args.modes, cases.MODES, "mode")
     return args
 
@@ -249,10 +259,39 @@ def run_step(args):
     return ok
 
 
+def run_precision(args):
+    """The low-precision table at each thread count; exit status 1 if an engine misses
+    its accuracy bound (docs/precision.md)."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    load = os.getloadavg()[0]
+    grid, steps = [], []
+    cells = [c for c in args.cells if c in ("lstm", "gru")]
+    for threads in args.threads:
+        with machine.thread_limit(threads):
+            fastrnn.set_num_threads(threads)
+            if torch is not None:
+                torch.set_num_threads(threads)
+            grid += precision.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
+            steps += precision.step_rows(fastrnn, args.precision, threads)
+    print(f"low precision · CPU: {machine.cpu_info().get('model', '?')} · load average "
+          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); medians of "
+          "interleaved calls")
+    print(precision.table(grid, steps, args.precision))
+    if args.json:
+        report.write_json({"precision": grid, "step": steps}, args.json)
+    bound = {"float32": 1e-5, "bfloat16": 1e-2, "int8": 3e-2}
+    return all(r["errors"][f"fastrnn {p}"] <= bound[p] for r in grid for p in args.precision)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.step:
         sys.exit(0 if run_step(args) else 1)
+    if args.precision:
+        sys.exit(0 if run_precision(args) else 1)
     all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
     all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]
     all_backends += [peers.BACKENDS[name]() for name in args.peers]

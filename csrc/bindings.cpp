@@ -501,12 +501,35 @@ void bind_results(py::module_& m) {
 class EngineLayer {
 public:
     EngineLayer(CellKind kind, bool option, const py::array& w_ih, const py::array& w_hh, const py::array& b_ih,
-                const py::array& b_hh, const std::optional<py::array>& peephole, bool reverse)
-        : kind_(kind), reverse_(reverse), dtype_(w_ih.dtype()) {
+                const py::array& b_hh, const std::optional<py::array>& peephole, bool reverse,
+                const kernels::Format& format)
+        : kind_(kind), reverse_(reverse), dtype_(w_ih.dtype()), format_(format) {
         if (py::isinstance<Arr<float>>(w_ih))
             f32_ = make<float>(option, w_ih, w_hh, b_ih, b_hh, peephole);
         else
             f64_ = make<double>(option, w_ih, w_hh, b_ih, b_hh, peephole);
+    }
+
+    // "float32" (the weights' dtype, float32 or float64), "bfloat16" or "int8"
+    // on path `path` (None: the process's default, FASTRNN_BF16_PATH /
+    // FASTRNN_INT8_PATH or the best this CPU runs). invalid_argument (ValueError)
+    // lists what is available.
+    static kernels::Format format(const std::string& precision, const std::optional<std::string>& path) {
+        using kernels::Precision;
+        if (precision == "float32") {
+            require(!path, "path is for precision 'bfloat16' or 'int8'");
+            return {};
+        }
+        if (precision == "bfloat16")
+            return {Precision::bf16, path ? lowp::bf16_path_named(*path, "path") : lowp::bf16_path()};
+        if (precision == "int8")
+            return {Precision::int8, path ? lowp::int8_path_named(*path, "path") : lowp::int8_path()};
+        throw std::invalid_argument("precision must be 'float32', 'bfloat16' or 'int8', got '" + precision + "'");
+    }
+    // The low-precision kernel path, or None for float32.
+    std::optional<std::string> path() const {
+        if (format_.precision == kernels::Precision::native) return std::nullopt;
+        return std::string(lowp::path_name(format_.path));
     }
 
     Index input_size() const { return I_; }
@@ -575,7 +598,7 @@ private:
             check_shape(*peephole, {3, H_}, "peephole");
             w.peephole = peephole->data();
         }
-        return kernels::make_engine<S>({kind_, option}, w, I_, H_, reverse_);
+        return kernels::make_engine<S>({kind_, option}, w, I_, H_, reverse_, format_);
     }
 
     template <typename S>
@@ -593,6 +616,7 @@ private:
     CellKind kind_;
     bool reverse_;
     py::dtype dtype_;
+    kernels::Format format_;
     Index I_ = 0, H_ = 0;
     std::unique_ptr<kernels::LayerEngine<float>> f32_;
     std::unique_ptr<kernels::LayerEngine<double>> f64_;
@@ -609,13 +633,15 @@ void bind_engine(py::module_& m) {
     py::class_<EngineLayer> c(m, "EngineLayer", "One layer-direction of an inference engine (fastrnn.engine)");
     c.def(py::init([](const std::string& cell, bool option, const py::array& w_ih, const py::array& w_hh,
                       const py::array& b_ih, const py::array& b_hh, const std::optional<py::array>& peephole,
-                      bool reverse) {
+                      bool reverse, const std::string& precision, const std::optional<std::string>& path) {
               const CellKind k = cell == "lstm" ? CellKind::lstm : cell == "gru" ? CellKind::gru : CellKind::rnn;
               require(cell == cell_name(k), "cell must be 'lstm', 'gru' or 'rnn', got " + cell);
-              return std::make_unique<EngineLayer>(k, option, w_ih, w_hh, b_ih, b_hh, peephole, reverse);
+              const kernels::Format f = EngineLayer::format(precision, path);
+              return std::make_unique<EngineLayer>(k, option, w_ih, w_hh, b_ih, b_hh, peephole, reverse, f);
           }),
           py::arg("cell"), py::arg("option"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
-          py::arg("peephole"), py::arg("reverse"))
+          py::arg("peephole"), py::arg("reverse"), py::arg("precision") = "float32", py::arg("path") = py::none())
+        .def_property_readonly("path", &EngineLayer::path)
         .def_property_readonly("input_size", &EngineLayer::input_size)
         .def_property_readonly("hidden_size", &EngineLayer::hidden_size)
         .def_property_readonly("reverse", &EngineLayer::reverse)

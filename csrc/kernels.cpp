@@ -7,6 +7,8 @@
 #include "cells/lstm.hpp"
 #include "cells/rnn.hpp"
 
+#include <stdexcept>
+
 namespace fastrnn::kernels {
 
 namespace {
@@ -56,18 +58,19 @@ void with_cell(const CellSpec& c, bool peephole, const Options<S>& o, F&& f) {
     }
 }
 
-template <typename S, typename Cell>
+template <typename S, typename Cell, typename W>
 class CellEngine final : public LayerEngine<S> {
 public:
-    CellEngine(const Weights<S>& w, Index I, Index H, bool reverse) : w_(w, I, H), I_(I), H_(H), reverse_(reverse) {}
+    CellEngine(const Weights<S>& w, Index I, Index H, bool reverse, const typename W::Config& cfg)
+        : w_(w, I, H, Options<S>{}, cfg), I_(I), H_(H), reverse_(reverse) {}
     void run(Index T, Index B, const S* x, const States<const S*>& s0, const std::int64_t* lengths, S* out,
              const States<S*>& s_n) const override {
         const Schedule sch(T, B, lengths, reverse_);
-        fastrnn::forward<S, Cell>(Dims{T, B, I_, H_}, x, w_, s0, sch, out, s_n, Cache<S>{});
+        fastrnn::forward<S, Cell, W>(Dims{T, B, I_, H_}, x, w_, s0, sch, out, s_n, Cache<S>{});
     }
 
 private:
-    PackedLayer<S, Cell> w_;
+    PackedLayer<S, Cell, W> w_;
     Index I_, H_;
     bool reverse_;
 };
@@ -97,10 +100,24 @@ void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w,
 }
 
 template <typename S>
-std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse) {
+std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse,
+                                            const Format& f) {
     std::unique_ptr<LayerEngine<S>> e;
     with_cell<S>(c, w.peephole != nullptr, Options<S>{}, [&](auto tag) {
-        e = std::make_unique<CellEngine<S, typename decltype(tag)::type>>(w, I, H, reverse);
+        using Cell = typename decltype(tag)::type;
+        if constexpr (std::is_same_v<S, float>) {
+            if (f.precision == Precision::bf16) {
+                e = std::make_unique<CellEngine<S, Cell, Bf16Format>>(w, I, H, reverse, f.path);
+                return;
+            }
+            if (f.precision == Precision::int8) {
+                e = std::make_unique<CellEngine<S, Cell, Int8Format>>(w, I, H, reverse, f.path);
+                return;
+            }
+        } else if (f.precision != Precision::native) {
+            throw std::invalid_argument("bfloat16 and int8 engines need float32 weights");
+        }
+        e = std::make_unique<CellEngine<S, Cell, NativeFormat<S>>>(w, I, H, reverse, typename NativeFormat<S>::Config{});
     });
     return e;
 }
@@ -112,7 +129,8 @@ std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>&
     template void backward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const Options<S>&,     \
                               const std::int64_t*, bool, const Cache<S>&, const S*, const States<const S*>&,    \
                               const Grads<S>&);                                                                 \
-    template std::unique_ptr<LayerEngine<S>> make_engine<S>(const CellSpec&, const Weights<S>&, Index, Index, bool);
+    template std::unique_ptr<LayerEngine<S>> make_engine<S>(const CellSpec&, const Weights<S>&, Index, Index, bool, \
+                                                            const Format&);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

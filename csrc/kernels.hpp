@@ -35,8 +35,16 @@ void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w,
               const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
               const States<const S*>& d_n, const Grads<S>& g);
 
+// The weight format of an inference engine (core/weights.hpp): the layer's
+// dtype, or for float32 layers bfloat16 / int8 on a lowp kernel path.
+enum class Precision { native, bf16, int8 };
+struct Format {
+    Precision precision = Precision::native;
+    lowp::Path path = lowp::Path::scalar;  // bf16 and int8: the kernel path
+};
+
 // One layer-direction of an inference engine: the weights packed once for
-// this CPU (and copied: later changes to the caller's arrays do not leak in).
+// this CPU in a format (and copied: later changes to the caller's arrays do not leak in).
 // run() is const and allocates its own scratch, so threads may share one.
 template <typename S>
 class LayerEngine {
@@ -47,7 +55,10 @@ public:
                      S* out, const States<S*>& s_n) const = 0;
 };
 
+// Throws std::invalid_argument for bf16 / int8 over double weights, and
+// (int8) for weights with NaN or Inf, naming w_ih or w_hh.
 template <typename S>
-std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse);
+std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>& w, Index I, Index H, bool reverse,
+                                            const Format& f = {});
 
 }  // namespace fastrnn::kernels

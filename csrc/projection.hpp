@@ -5,11 +5,13 @@
 //           also GEMMs over many steps, after the time loop.
 // Gx and dG live in step layout (steps, B, GH) with rows in schedule order.
 // The x-side products use the packed kernel with W_ih packed by the caller
-// (once per call, or once per inference engine); the weight gradients (sums over T·B rows) use Eigen's GEMM.
+// (once per call, or once per inference engine) in a weight format W
+// (core/weights.hpp); the weight gradients (sums over T·B rows) use Eigen's GEMM.
 // When the schedule is the identity, x is used in place; otherwise x's rows
 // are gathered chunk by chunk, so the extra memory is bounded.
 #pragma once
 
+#include "core/weights.hpp"
 #include "packed_gemm.hpp"
 #include "schedule.hpp"
 
@@ -36,13 +38,13 @@ void gather_steps(const Dims& d, const S* x, const Schedule& sch, Index s0, Inde
             std::copy_n(x + (sch.time(s, r) * B + sch.row(r)) * I, I, buf + ((s - s0) * B + r) * I);
 }
 
-template <typename S>
+template <typename S, typename W = NativeFormat<S>>
 class InputProjection {
 public:
     // w: W_ih packed (1 group of GH rows, K = I). full: (steps, B, GH)
     // destination kept by the caller (training), or null to compute chunks
     // on demand into a bounded buffer (inference).
-    InputProjection(const Dims& d, const S* x, const PackedMatrix<S>& w, Index GH, const Schedule& sch, S* full)
+    InputProjection(const Dims& d, const S* x, const typename W::Matrix& w, Index GH, const Schedule& sch, S* full)
         : d_(d), x_(x), w_(w), GH_(GH), sch_(sch), full_(full), chunk_(chunk_steps(d.B)) {
         if (full_) {
             for (Index s0 = 0; s0 < sch_.steps(); s0 += chunk_)
@@ -69,23 +71,24 @@ private:
     void compute(Index s0, Index s1, S* dst) {
         const Index rows = (s1 - s0) * d_.B;
         if (sch_.identity()) {
-            packed_gemm(x_ + s0 * d_.B * d_.I, d_.I, rows, w_, dst, GH_, false);
+            W::gemm(prepared_, x_ + s0 * d_.B * d_.I, d_.I, rows, w_, dst, GH_, false);
         } else {
             xbuf_.resize(rows * d_.I);
             gather_steps(d_, x_, sch_, s0, s1, xbuf_.data());
-            packed_gemm(xbuf_.data(), d_.I, rows, w_, dst, GH_, false);
+            W::gemm(prepared_, xbuf_.data(), d_.I, rows, w_, dst, GH_, false);
         }
     }
 
     Dims d_;
     const S* x_;
-    const PackedMatrix<S>& w_;
+    const typename W::Matrix& w_;
     Index GH_;
     const Schedule& sch_;
     S* full_;
     Index chunk_;
     Index s0_ = 0, s1_ = 0;
     Buffer<S> buf_, xbuf_;
+    typename W::Rows prepared_;  // x rows in W's activation format
 };
 
 // Input gradients for the gate block [g0, g0 + cols) of W_ih:

@@ -40,6 +40,7 @@ struct Part {
     Index r0, r1, j0, j1;
     int nt;            // team size
     bool units_split;  // steps read data other threads wrote: barriers
+    int t = 0;         // this thread's index in the team
     // Active rows of this part at a step with n active rows: [r0, end(n)).
     Index end(Index n) const { return std::clamp(n, r0, r1); }
     void sync() const {
@@ -67,7 +68,7 @@ static_assert(PacketInfo<double>::MR == kRowAlign, "one row grouping for every t
 inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, int t, int nt) {
     if (!by_rows || nt == 1) {
         const Index j0 = panels * t / nt, j1 = panels * (t + 1) / nt;
-        return nt == 1 ? Part{0, B, 0, panels, 1, false} : Part{0, B, j0, j1, nt, true};
+        return nt == 1 ? Part{0, B, 0, panels, 1, false} : Part{0, B, j0, j1, nt, true, t};
     }
     Index total = 0;
     for (Index r = 0; r < B; ++r) total += sch.length(r);
@@ -76,7 +77,7 @@ inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, 
         while (r < B && (done * nt < total * k || r % kRowAlign != 0)) done += sch.length(r++);
         return k == nt ? B : r;
     };
-    return Part{boundary(t), boundary(t + 1), 0, panels, nt, false};
+    return Part{boundary(t), boundary(t + 1), 0, panels, nt, false, t};
 }
 
 // Stopping a team together. Thread 0 may raise the flag only in even
@@ -92,8 +93,8 @@ inline bool must_stop(const StopFlag& stop, Index n) { return n % 2 == 1 && stop
 
 // step(s, part) for s = 0 … steps−1 on each thread, with the input
 // projection prepared chunk by chunk; the part syncs after every step.
-template <typename S, typename Step>
-void forward_loop(InputProjection<S>& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
+template <typename Proj, typename Step>
+void forward_loop(Proj& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
                   Step&& step) {
     StopFlag stop;
     for (Index s0 = 0; s0 < sch.steps();) {

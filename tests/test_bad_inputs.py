@@ -667,6 +667,115 @@ def test_set_num_threads_rejects(n, exc, match):
     assert fastrnn.get_num_threads() == before
 
 
+
+# -- inference engine ------------------------------------------------------------------------
+
+def bad_engine_cases(cls):
+    """(name, make() -> (method, args, kwargs), exc, pattern) for an engine of a 2-layer
+    unidirectional `cls` (step) or bidirectional one (the call)."""
+    sh = (2, B, H)
+    s = layer_states(cls, np.zeros(sh, F32))
+    x = lambda: np.zeros((T, B, I), F32)        # noqa: E731
+    xt = lambda: np.zeros((B, I), F32)          # noqa: E731
+    state = "state" if cls is not LSTM else r"state\[0\] \(h\)"
+    cases = [
+        ("call-x-list", lambda: ("call", (x().tolist(),), {}), TypeError,
+         r"x must be a numpy.ndarray \(T, B, input_size\) of dtype float32, got list"),
+        ("call-x-rank2", lambda: ("call", (x()[0],), {}), ValueError, r"x must be a rank-3 numpy.ndarray"),
+        ("call-x-float64", lambda: ("call", (x().astype(np.float64),), {}), TypeError,
+         r"x must have dtype float32 \(the engine's dtype\), got float64"),
+        ("call-x-features", lambda: ("call", (np.zeros((T, B, I + 1), F32),), {}), ValueError,
+         r"x must have shape \(5, 3, 4\) \(T, B, input_size\), got \(5, 3, 5\)"),
+        ("call-lengths", lambda: ("call", (x(),), dict(lengths=np.array([1, 2, 6]))), ValueError,
+         r"lengths must lie in \[0, 5\]"),
+        ("call-state-shape", lambda: ("call", (x(),), dict(state=s)), ValueError,
+         rf"{state} must have shape \(4, 3, 6\) \(num_layers \* num_directions, batch, hidden_size\), got \(2, 3, 6\)"),
+        ("step-bidirectional", lambda: ("step", (xt(),), {}), ValueError,
+         r"step\(\) needs a unidirectional engine: the backward direction"),
+        ("step-x-rank3", lambda: ("step1", (x(),), {}), ValueError, r"x_t must have rank 2 \(B, input_size\) or 1"),
+        ("step-x-float64", lambda: ("step1", (xt().astype(np.float64),), {}), TypeError,
+         r"x_t must have dtype float32 \(the engine's dtype\), got float64"),
+        ("step-x-list", lambda: ("step1", (xt().tolist(),), {}), TypeError, r"x_t must be a numpy.ndarray"),
+        ("step-x-features", lambda: ("step1", (np.zeros((B, I + 1), F32),), {}), ValueError,
+         r"x_t must have shape \(3, 4\) \(B, input_size\), got \(3, 5\)"),
+        # a state of a bidirectional engine (L*D rows) given to a unidirectional one
+        ("step-state-other-engine", lambda: ("step1", (xt(), layer_states(cls, np.zeros((4, B, H), F32))), {}),
+         ValueError, rf"{state} must have shape \(2, 3, 6\) \(num_layers, batch, hidden_size\), got \(4, 3, 6\)"),
+        ("step-state-unbatched", lambda: ("step1", (xt()[0], s), {}), ValueError,
+         rf"{state} must have shape \(2, 6\) \(num_layers, hidden_size\), got \(2, 3, 6\)"),
+        ("step-state-dtype", lambda: ("step1", (xt(), layer_states(cls, np.zeros(sh))), {}), TypeError,
+         rf"{state} must have dtype float32 \(the engine's dtype\), got float64"),
+        ("step-out-not-tuple", lambda: ("step1", (xt(),), dict(out=np.zeros((B, H), F32))), TypeError,
+         r"out must be a tuple \(y_t, state\)"),
+        ("step-out-shape", lambda: ("step1", (xt(),), dict(out=(np.zeros((B, H + 1), F32), s))), ValueError,
+         r"out\[0\] must have shape \(3, 6\)"),
+        ("step-out-readonly", lambda: ("step1", (xt(),), dict(out=(np.zeros((B, H), F32), readonly(s)))),
+         ValueError, r"out\[1\].* must be a writeable C-contiguous array"),
+        ("precision", lambda: ("make", (), dict(precision="float16")), ValueError,
+         r"precision must be one of \('float32', 'bfloat16', 'int8'\), got 'float16'"),
+        ("precision-float64-bf16", lambda: ("make64", (), dict(precision="bfloat16")), ValueError,
+         r"precision='bfloat16' needs a float32 layer, this one is float64"),
+        ("precision-float64-int8", lambda: ("make64", (), dict(precision="int8")), ValueError,
+         r"precision='int8' needs a float32 layer, this one is float64"),
+        ("precision-int8-nan", lambda: ("make_nan", (), dict(precision="int8")), ValueError,
+         r"precision='int8' needs finite weights: weight_hh_l1 has NaN or Inf"),
+        ("precision-bf16-path", lambda: ("make_path", (), dict(precision="bfloat16", _path="amx_bf16")),
+         ValueError, r"path='amx_bf16' is not one of avx512_bf16, avx2, scalar; available here: .*scalar"),
+        ("precision-int8-path", lambda: ("make_path", (), dict(precision="int8", _path="avx512_bf16")),
+         ValueError, r"path='avx512_bf16' is not one of avx512_vnni, avx2, scalar; available here: .*scalar"),
+    ]
+    if cls is LSTM:
+        cases.append(("step-state-not-tuple", lambda: ("step1", (xt(), np.zeros(sh, F32)), {}), TypeError,
+                      r"state must be a tuple \(h, c\) or None for an LSTM, got ndarray"))
+    else:
+        cases.append(("step-state-tuple", lambda: ("step1", (xt(), (s, s)), {}), TypeError,
+                      rf"state must be a numpy.ndarray or None \(a {cls.__name__} has one state h\)"))
+    return cases
+
+
+def readonly(s):
+    arrays = s if isinstance(s, tuple) else (s,)
+    for a in arrays:
+        a.flags.writeable = False
+    return s
+
+
+# Calls and steps run at every engine precision; construction cases name their own.
+ENGINE_CASES = [pytest.param(name, *case, precision, id=f"{name}-{case[0]}-{precision}")
+                for name, cls in LAYERS.items() for case in bad_engine_cases(cls)
+                for precision in (("float32",) if case[0].startswith("precision")
+                                  else ("float32", "bfloat16", "int8"))]
+
+
+@needs_cpp
+@pytest.mark.parametrize("name, case, make, exc, match, precision", ENGINE_CASES)
+def test_engine_rejects(name, case, make, exc, match, precision):
+    """Every engine precision checks its arguments alike (inputs stay float32 arrays)."""
+    cls = LAYERS[name]
+    method, args, kwargs = make()
+    bi = cls(I, H, num_layers=2, bidirectional=True, seed=0)
+    uni = cls(I, H, num_layers=2, seed=0)
+    with pytest.raises(exc, match=match):
+        if method == "make":
+            uni.inference(**kwargs)
+        elif method == "make64":
+            cls(I, H, num_layers=2, seed=0, dtype=np.float64).inference(**kwargs)
+        elif method == "make_nan":
+            before = uni.params["weight_hh_l1"].copy()
+            uni.params["weight_hh_l1"][1, 2] = np.inf
+            uni.inference(**kwargs)
+        elif method == "make_path":
+            fastrnn.engine.InferenceEngine(uni, **kwargs)
+        elif method == "call":
+            call_unmodified(bi.inference(precision), *args, **kwargs)
+        else:
+            eng = (bi if method == "step" else uni).inference(precision)
+            call_unmodified(eng.step, *args, **kwargs)
+    if method == "make_nan":   # the layer's weights are left as they were
+        after = uni.params["weight_hh_l1"]
+        assert np.isinf(after[1, 2]) and np.array_equal(np.delete(after.ravel(), 1 * H + 2),
+                                                        np.delete(before.ravel(), 1 * H + 2))
+
 # -- ONNX (fastrnn.onnx imports onnx only inside its functions) ------------------------------
 
 def _seq_layers(batch_first=False):
@@ -1036,3 +1145,4 @@ def test_engine_rejects(name, case, make, exc, match):
         else:
             eng = (bi if method == "step" else uni).inference()
             call_unmodified(eng.step, *args, **kwargs)
+

@@ -82,3 +82,23 @@ def test_step_table_runs_and_validates(tmp_path):
     for r in rows:
         assert {"eng.step", "eng.step out=", "layer T=1"} <= set(r["us"])
         assert all(e <= 1e-3 for e in r["errors"].values()), r["errors"]
+
+
+@pytest.mark.slow
+def test_precision_table_runs_and_validates(tmp_path):
+    """run.py --precision: every fastrnn precision within its bound of fastrnn fp32, the
+    peers present where installed, the one-step rows per precision."""
+    out = tmp_path / "precision.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(fastrnn.__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, str(RUN), "--precision", "float32,bfloat16,int8",
+                          "--shapes", "none", "--shape", "tiny=6,3,16,40", "--cells", "lstm,gru",
+                          "--threads", "1", "--json", str(out)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr + run.stdout
+    doc = json.loads(out.read_text())
+    assert {r["cell"] for r in doc["precision"]} == {"lstm", "gru"}
+    for r in doc["precision"]:
+        err = r["errors"]
+        assert err["fastrnn float32"] == 0 and err["fastrnn bfloat16"] <= 1e-2 and err["fastrnn int8"] <= 3e-2
+    assert {r["cell"] for r in doc["step"]} == {"lstm", "gru"}
+    assert all(set(r["us"]) == {"float32", "bfloat16", "int8"} for r in doc["step"])

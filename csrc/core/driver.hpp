@@ -17,6 +17,7 @@
 #include "layer_norm.hpp"
 
 #include <array>
+#include <vector>
 
 namespace fastrnn {
 
@@ -24,25 +25,29 @@ template <typename S>
 using States = std::array<S, 2>;  // (h, c); c unused by one-state cells
 
 // One layer-direction's weights ready for the forward pass: W_ih and the
-// cell's recurrent products packed for this CPU, the biases folded, the
-// rest copied. Made per call (functional API) or once (inference engine);
-// it owns copies, so the caller's arrays may change afterwards.
-template <typename S, typename Cell>
+// cell's recurrent products packed for this CPU in weight format W
+// (core/weights.hpp: the layer's dtype, bf16 or int8), the biases folded,
+// the rest copied. Made per call (functional API) or once (inference
+// engine); it owns copies, so the caller's arrays may change afterwards.
+template <typename S, typename Cell, typename W = NativeFormat<S>>
 struct PackedLayer {
     static constexpr std::size_t kProducts = Cell::kProducts.size();
-    PackedMatrix<S> w_ih;                         // (G·H, I)
-    std::array<PackedMatrix<S>, kProducts> w_hh;  // Cell::kProducts' gate rows of W_hh
+    using Matrix = typename W::Matrix;
+    Matrix w_ih;                         // (G·H, I)
+    std::array<Matrix, kProducts> w_hh;  // Cell::kProducts' gate rows of W_hh
     Buffer<S> bias;      // (G·H): b_ih + b_hh on the first Cell::kFolded gates, b_ih beyond
     Buffer<S> b_hh;      // (G·H)
     Buffer<S> peephole;  // (3, H), empty without peepholes
     Options<S> opt;      // activations, leak, zoneout (its masks are the caller's)
 
-    PackedLayer(const Weights<S>& w, Index I, Index H, const Options<S>& o = {}) : opt(o) {
+    PackedLayer(const Weights<S>& w, Index I, Index H, const Options<S>& o = {},
+                const typename W::Config& cfg = {})
+        : opt(o) {
         const Index GH = Cell::kGates * H;
-        w_ih.pack(w.w_ih, 1, GH, I, I, false);
+        W::pack(w_ih, cfg, w.w_ih, 1, GH, I, "w_ih");
         for (std::size_t k = 0; k < kProducts; ++k) {
             const Product p = Cell::kProducts[k];
-            w_hh[k].pack(w.w_hh + p.gate0 * H * H, p.gates, H, H, H, false);
+            W::pack(w_hh[k], cfg, w.w_hh + p.gate0 * H * H, p.gates, H, H, "w_hh");
         }
         bias.assign(w.b_ih, w.b_ih + GH);
         ArrMap<S>(bias.data(), Cell::kFolded * H) += ConstArrMap<S>(w.b_hh, Cell::kFolded * H);
@@ -86,9 +91,9 @@ TeamPlan plan_for(const Schedule& sch, Index panels, Index B, Index step_work, c
 }
 
 // One thread's part of forward step s, as a cell sees it.
-template <typename S, typename Cell>
+template <typename S, typename Cell, typename W>
 struct ForwardStep {
-    const PackedLayer<S, Cell>& w;
+    const PackedLayer<S, Cell, W>& w;
     const Part& p;
     const Schedule& sch;
     const Cache<S>& cache;   // null fields in inference
@@ -102,6 +107,7 @@ struct ForwardStep {
     S* scratch;              // Cell::forward_scratch values
     S* out;                  // the layer output (T, B, H)
     S* masked;               // recurrent mask: (G, B, H) each gate's masked input
+    typename W::Rows& rows;  // this thread's activations in W's format
 
     bool train() const { return cache.hs != nullptr; }
     Index r0() const { return p.r0; }
@@ -111,10 +117,13 @@ struct ForwardStep {
     // With a recurrent mask, gate g of the product multiplies A ⊙ m_g.
     // With layer_norm (one product over all gates; whole rows: the row split),
     // both terms of each row are then normalised: gx ← γ_x ⊙ LN(gx), C ← γ_h ⊙ LN(C).
+    // A low-precision format prepares (rounds or quantises) those rows of A
+    // here, on each thread for itself: no second barrier per step.
     void product(std::size_t k, const S* A, Index lda, S* C, Index ldc, bool accumulate) const {
         if (!w.opt.rmask) {
-            packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, w.w_hh[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
-        } else {
+            W::gemm_units(rows, A + p.r0 * lda, lda, re - p.r0, w.w_hh[k], p.j0, p.j1, C + p.r0 * ldc, ldc,
+                          accumulate);
+        } else if constexpr (std::is_same_v<W, NativeFormat<S>>) {  // variants: native format only
             const Product pr = Cell::kProducts[k];
             for (Index g = 0; g < pr.gates; ++g)
                 for (Index r = p.r0; r < re; ++r)
@@ -164,13 +173,13 @@ struct ForwardStep {
 
 // x (T, B, I) through one layer-direction: out (T, B, H), final states s_n
 // (B, H); training fills the cache (Cache fields non-null).
-template <typename S, typename Cell>
-void forward(const Dims& d, const S* x, const PackedLayer<S, Cell>& w, const States<const S*>& s0,
+template <typename S, typename Cell, typename W>
+void forward(const Dims& d, const S* x, const PackedLayer<S, Cell, W>& w, const States<const S*>& s0,
              const Schedule& sch, S* out, const States<S*>& s_n, const Cache<S>& cache) {
     constexpr int NS = Cell::kStates;
     const Index B = d.B, H = d.H, GH = Cell::kGates * H;
     const bool train = cache.hs != nullptr;
-    InputProjection<S> proj(d, x, w.w_ih, GH, sch, train ? Cell::projection(cache, B, H) : nullptr);
+    InputProjection<S, W> proj(d, x, w.w_ih, GH, sch, train ? Cell::projection(cache, B, H) : nullptr);
     const StateSlots slots{train};
     Buffer<S> gh(B * GH), scratch(Cell::forward_scratch(B, H, train)), slot_buf(train ? 0 : NS * 2 * B * H),
         masked(w.opt.rmask ? GH * B : 0);
@@ -180,10 +189,12 @@ void forward(const Dims& d, const S* x, const PackedLayer<S, Cell>& w, const Sta
         sch.gather(s0[k], st[k], H);
     }
     const Index P = w.w_hh[0].per_group();
-    forward_loop(proj, sch, B, P, plan_for(sch, P, B, 2 * B * H * GH, w.opt), [&](Index s, const Part& p) {
-        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
-        ForwardStep<S, Cell> step{w, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
-                                  proj.at(s), gh.data(), scratch.data(), out, masked.data()};
+    const TeamPlan plan = plan_for(sch, P, B, 2 * B * H * GH, w.opt);
+    std::vector<typename W::Rows> rows(plan.threads);  // per thread, reused by every step
+    forward_loop(proj, sch, B, P, plan, [&](Index s, const Part& p) {
+        const auto [u, len] = W::units(p.j0, p.j1, H);
+        ForwardStep<S, Cell, W> step{w, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
+                                     proj.at(s), gh.data(), scratch.data(), out, masked.data(), rows[p.t]};
         for (int k = 0; k < NS; ++k) {
             step.prev[k] = st[k] + slots.slot(s) * B * H;
             step.next[k] = st[k] + slots.slot(s + 1) * B * H;

@@ -23,9 +23,12 @@ else:
 
 __all__ = ["InferenceEngine", "PRECISIONS"]
 
-# Weight and GEMM formats an engine can run in. "float32": the layer's own floating
-# dtype (float32 or float64), nothing reduced. Lower precisions come in later issues.
-PRECISIONS = ("float32",)
+# Weight and GEMM formats an engine can run in (docs/precision.md). "float32": the layer's
+# own floating dtype (float32 or float64), nothing reduced. "bfloat16": weights in bf16,
+# activations rounded to bf16 per product, fp32 sums; "int8": dynamic quantisation (s8
+# weights with a scale per output, activations quantised per row and step). Both keep
+# inputs, outputs, states and gate math in float32, and need a float32 layer.
+PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 class InferenceEngine:
@@ -35,11 +38,19 @@ class InferenceEngine:
     state is h (L*D, B, H), or for an LSTM a tuple (h, c). Arrays must have the layer's dtype.
     """
 
-    def __init__(self, layer, precision="float32"):
+    def __init__(self, layer, precision="float32", *, _path=None):
+        # _path (private, for tests): the lowp kernel path to run, instead of the process's
+        # default (FASTRNN_BF16_PATH / FASTRNN_INT8_PATH, or the best this CPU has).
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         layer._check_params()
-        self.precision = precision
+        if precision != "float32":
+            if layer.dtype != np.float32:
+                raise ValueError(f"precision={precision!r} needs a float32 layer, this one is "
+                                 f"{layer.dtype.name}; use precision='float32' or a float32 copy")
+            if precision == "int8":
+                self._check_finite(layer)
+        self.precision, self._path = precision, _path
         self.kind = layer._kind
         self.states = layer._states
         self.input_size, self.hidden_size = layer.input_size, layer.hidden_size
@@ -61,12 +72,31 @@ class InferenceEngine:
         option = bool(opts.get("reset_after", False)) or opts.get("nonlinearity") == "relu"
         return _core.EngineLayer(self.kind, option, arr("w_ih"), arr("w_hh"), arr("b_ih"),
                                  arr("b_hh"), None if peephole is None else
-                                 np.ascontiguousarray(peephole), bool(direction))
+                                 np.ascontiguousarray(peephole), bool(direction),
+                                 self.precision, self._path)
+
+    @staticmethod
+    def _check_finite(layer):
+        """int8 scales follow each output's largest weight: NaN/Inf would poison them."""
+        for i in range(layer.num_layers):
+            for d in range(layer.num_directions):
+                names = layer._names(i, d)
+                for key in ("w_ih", "w_hh"):
+                    name = names.get(key)
+                    if name is not None and not np.isfinite(layer.params[name]).all():
+                        raise ValueError(f"precision='int8' needs finite weights: {name} has "
+                                         "NaN or Inf")
+
+    @property
+    def path(self):
+        """The kernel path of a bfloat16/int8 engine (e.g. 'avx512_bf16'), None for float32."""
+        return self._layers[0][0].path
 
     def __repr__(self):
         return (f"InferenceEngine({self._layer_name}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, directions={self.num_directions}, "
-                f"dtype={self.dtype.name}), precision={self.precision!r})")
+                f"dtype={self.dtype.name}), precision={self.precision!r}"
+                + (f", path={self.path!r})" if self.path else ")"))
 
     # -- checks -------------------------------------------------------------------------------
 

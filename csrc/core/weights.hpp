@@ -1,0 +1,96 @@
+// Weight formats: how a layer-direction's matrices are stored and multiplied.
+// PackedLayer, InputProjection and ForwardStep are templates over one of
+// these, so every cell runs in every format through the same driver.
+//
+// A format W gives:
+//   Matrix     a packed weight matrix; per_group() = unit panels per gate
+//   Rows       per-call preparation of the activations (bf16 rounding,
+//              int8 quantisation); nothing for the native format
+//   Config     what packing needs besides the weights (the kernel path)
+//   pack(M, cfg, src, G, H, K, name)          M = src (G·H, K), row-major
+//   gemm(rows, A, lda, m, M, C, ldc, acc)      C (=|+=) A · Mᵀ, threads inside
+//   gemm_units(rows, A, lda, m, M, j0, j1, C, ldc, acc)
+//                                              the same on unit panels [j0, j1)
+//                                              of every gate, on this thread
+//   units(j0, j1, H)                           the hidden units those panels cover
+#pragma once
+
+#include "../packed_gemm.hpp"
+#include "../precision/lowp.hpp"
+
+#include <string>
+
+namespace fastrnn {
+
+// The layer's own dtype (float or double), fp32/fp64 FMA micro-kernel.
+template <typename S>
+struct NativeFormat {
+    using Matrix = PackedMatrix<S>;
+    struct Rows {};
+    struct Config {};
+    static void pack(Matrix& M, const Config&, const S* src, Index G, Index H, Index K, const std::string&) {
+        M.pack(src, G, H, K, K, false);
+    }
+    static void gemm(Rows&, const S* A, Index lda, Index m, const Matrix& M, S* C, Index ldc, bool acc) {
+        packed_gemm(A, lda, m, M, C, ldc, acc);
+    }
+    static void gemm_units(Rows&, const S* A, Index lda, Index m, const Matrix& M, Index j0, Index j1, S* C,
+                           Index ldc, bool acc) {
+        packed_gemm_units(A, lda, m, M, j0, j1, C, ldc, acc);
+    }
+    static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return unit_range<S>(j0, j1, H); }
+};
+
+// bfloat16 (Packed = PackedBf16, Prepared = Bf16Rows) or int8 dynamic
+// quantisation (PackedS8, S8Rows) weights, fp32 activations, states and
+// gate math: the activations are rounded or quantised per call (per step
+// for h_t, each thread its own copy of the rows it runs), and the kernel's
+// epilogue writes or adds fp32 (dequantised for int8) into C.
+template <typename Packed, typename Prepared>
+struct LowpFormat {
+    struct Matrix {
+        Packed m;
+        lowp::Path path;  // the kernel path it runs on, chosen when packed
+        Index per_group() const { return m.per_group(); }
+    };
+    using Rows = Prepared;
+    using Config = lowp::Path;
+    static void pack(Matrix& M, lowp::Path path, const float* src, Index G, Index H, Index K,
+                     const std::string& name) {
+        if constexpr (std::is_same_v<Packed, lowp::PackedS8>)
+            M.m.pack(src, G, H, K, K, false, name);
+        else
+            M.m.pack(src, G, H, K, K, false);
+        M.path = path;
+    }
+    static void gemm(Rows& rows, const float* A, Index lda, Index m, const Matrix& M, float* C, Index ldc,
+                     bool acc) {
+        prepare(rows, A, lda, m, M);
+        if constexpr (std::is_same_v<Packed, lowp::PackedS8>)
+            lowp::gemm(rows, M.m, C, ldc, acc);
+        else
+            lowp::gemm(rows, M.m, C, ldc, acc, M.path);
+    }
+    static void gemm_units(Rows& rows, const float* A, Index lda, Index m, const Matrix& M, Index j0, Index j1,
+                           float* C, Index ldc, bool acc) {
+        prepare(rows, A, lda, m, M);
+        if constexpr (std::is_same_v<Packed, lowp::PackedS8>)
+            lowp::gemm_units(rows, M.m, j0, j1, C, ldc, acc);
+        else
+            lowp::gemm_units(rows, M.m, j0, j1, C, ldc, acc, M.path);
+    }
+    static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }
+
+private:
+    static void prepare(Rows& rows, const float* A, Index lda, Index m, const Matrix& M) {
+        if constexpr (std::is_same_v<Packed, lowp::PackedS8>)
+            rows.prepare(A, lda, m, M.m.K(), M.path);
+        else
+            rows.prepare(A, lda, m, M.m.K());
+    }
+};
+
+using Bf16Format = LowpFormat<lowp::PackedBf16, lowp::Bf16Rows>;
+using Int8Format = LowpFormat<lowp::PackedS8, lowp::S8Rows>;
+
+}  // namespace fastrnn
