@@ -61,7 +61,8 @@ import pytest  # noqa: E402
 import fastrnn  # noqa: E402
 
 # Public submodules whose API is not all re-exported by fastrnn.__all__.
-SUBMODULES = ("fastrnn.layers",)
+SUBMODULES = ("fastrnn.layers", "fastrnn.cells", "fastrnn.engine", "fastrnn.grad_mode", "fastrnn.saving",
+              "fastrnn.utils.rnn", "fastrnn.masks", "fastrnn.esn", "fastrnn.onnx")
 
 
 def _module_api(module):
@@ -115,7 +116,8 @@ def test_public_api_is_found():
     names = {name for name, _ in public_api()}
     # The walk reaches functions, classes, methods and properties of the submodules.
     assert {"fastrnn.LSTM", "fastrnn.LSTM.backward", "fastrnn.functional.gru_forward",
-            "fastrnn.optim.Adam.step", "fastrnn.distributed.DataParallel"} <= names
+            "fastrnn.optim.Adam.step", "fastrnn.distributed.DataParallel",
+            "fastrnn.onnx.export", "fastrnn.InferenceEngine.step", "fastrnn.utils.rnn.pack_sequence"} <= names
 
 
 def test_every_public_name_has_a_docstring():
