@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fastrnn import GRU, LSTM, SimpleRNN, no_grad, reference
+from _util import numeric_grad
 
 try:
     import fastrnn.functional as cpp
@@ -202,21 +203,6 @@ FD_SCENARIOS = {
 }
 
 
-def numeric_grad(f, a):
-    """Central-difference gradient of the scalar f() w.r.t. the array a (changed in place)."""
-    g = np.zeros_like(a)
-    flat, gf = a.reshape(-1), g.reshape(-1)
-    for j in range(flat.size):
-        old = flat[j]
-        flat[j] = old + FD_EPS
-        up = f()
-        flat[j] = old - FD_EPS
-        down = f()
-        flat[j] = old
-        gf[j] = (up - down) / (2 * FD_EPS)
-    return g
-
-
 @pytest.mark.parametrize("backend", ["reference", pytest.param("cpp", marks=needs_cpp)])
 @pytest.mark.parametrize("scenario", list(FD_SCENARIOS))
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -256,7 +242,7 @@ def test_gradients_match_finite_differences(cell, scenario, backend):
     if states is not None:
         arrays.update({f"state{i}": s for i, s in enumerate(states)})
     for name, a in arrays.items():
-        np.testing.assert_allclose(analytic[name], numeric_grad(loss, a), **FD_TOL, err_msg=name)
+        np.testing.assert_allclose(analytic[name], numeric_grad(loss, a, FD_EPS), **FD_TOL, err_msg=name)
 
 
 def test_fixed_dropout_mask_is_applied_between_layers_only():
