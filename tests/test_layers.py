@@ -118,13 +118,26 @@ COMBO_IDS = [f"L{L}-{'bi' if bi else 'uni'}-{'bf' if bf else 'tm'}-"
              for L, bi, bf, bias, ln, st, dt in COMBOS]
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_layer_matches_stacked_oracle(cell, combo):
+def each_cell_and_combo(test):
+    """Parametrises `test(cell, combo)` over every cell and every combo of COMBOS."""
+    test = pytest.mark.parametrize("cell", list(CELLS))(test)
+    return pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)(test)
+
+
+def combo_setup(cell, combo):
+    """-> the layer's keyword arguments, with lengths, with initial states, and the
+    generator seeded for this cell and combo."""
     L, bi, bf, bias, with_len, with_states, dt = combo
     rng = np.random.default_rng(COMBOS.index(combo) + 1000 * list(CELLS).index(cell))
-    layer = make_layer(cell, num_layers=L, bidirectional=bi, batch_first=bf, bias=bias,
-                       dtype=dt, seed=rng)
+    kw = dict(num_layers=L, bidirectional=bi, batch_first=bf, bias=bias, dtype=dt)
+    return kw, with_len, with_states, rng
+
+
+@each_cell_and_combo
+def test_layer_matches_stacked_oracle(cell, combo):
+    kw, with_len, with_states, rng = combo_setup(cell, combo)
+    bf, dt = kw["batch_first"], kw["dtype"]
+    layer = make_layer(cell, **kw, seed=rng)
     x, states, lengths = random_inputs(layer, rng, with_states, with_len, bf)
     out, st = layer(x, None if states is None else pack(states), lengths)
     x_tm = x.transpose(1, 0, 2) if bf else x
@@ -149,15 +162,12 @@ def run_train(layer, x, states, lengths, d_out, d_states):
 
 
 @needs_cpp
-@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-@pytest.mark.parametrize("cell", list(CELLS))
+@each_cell_and_combo
 def test_cpp_layer_matches_reference_layer(cell, combo):
-    L, bi, bf, bias, with_len, with_states, dt = combo
-    rng = np.random.default_rng(COMBOS.index(combo) + 1000 * list(CELLS).index(cell))
-    ref_layer = make_layer(cell, num_layers=L, bidirectional=bi, batch_first=bf, bias=bias,
-                           dtype=dt, seed=1)
-    cpp_layer = make_layer(cell, cpp, num_layers=L, bidirectional=bi, batch_first=bf,
-                           bias=bias, dtype=dt, seed=1)
+    kw, with_len, with_states, rng = combo_setup(cell, combo)
+    bf, dt = kw["batch_first"], kw["dtype"]
+    ref_layer = make_layer(cell, **kw, seed=1)
+    cpp_layer = make_layer(cell, cpp, **kw, seed=1)
     x, states, lengths = random_inputs(ref_layer, rng, with_states, with_len, bf)
     d_out = rng.standard_normal(x.shape[:2] + (ref_layer.num_directions * H,)).astype(dt)
     d_states = tuple(rng.standard_normal(s.shape).astype(dt)
