@@ -486,19 +486,30 @@ def bad_call_values(cls):
     return cases
 
 
-LAYER_CALL_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
-                    for name, cls in LAYERS.items() for backend in BACKENDS
-                    for case in bad_call_values(cls)]
+def per_class_and_backend(classes, bad_cases):
+    """pytest params (name, backend, *case) for every class, backend and case of
+    bad_cases(cls), with ids name-backend-case."""
+    return [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
+            for name, cls in classes.items() for backend in BACKENDS
+            for case in bad_cases(cls)]
+
+
+def assert_call_refused_unchanged(module, make, exc, match):
+    """module(**make()) raises exc matching `match` and leaves its parameters as they were."""
+    params = module.state_dict()
+    with pytest.raises(exc, match=match):
+        call_unmodified(module, **make())
+    for k, v in module.params.items():
+        np.testing.assert_array_equal(v, params[k])
+
+
+LAYER_CALL_CASES = per_class_and_backend(LAYERS, bad_call_values)
 
 
 @pytest.mark.parametrize("name, backend, case, make, exc, match", LAYER_CALL_CASES)
 def test_layer_call_rejects(name, backend, case, make, exc, match):
     layer = LAYERS[name](I, H, **L_KW, seed=0, _backend=BACKENDS[backend])
-    params = layer.state_dict()
-    with pytest.raises(exc, match=match):
-        call_unmodified(layer, **make())
-    for k, v in layer.params.items():
-        np.testing.assert_array_equal(v, params[k])
+    assert_call_refused_unchanged(layer, make, exc, match)
     with pytest.raises(ValueError, match="no forward pass has run yet"):
         layer.backward(None)            # a refused call leaves no cache behind
 
@@ -521,9 +532,7 @@ def bad_backward_calls(cls):
     ]
 
 
-LAYER_BACKWARD_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
-                        for name, cls in LAYERS.items() for backend in BACKENDS
-                        for case in bad_backward_calls(cls)]
+LAYER_BACKWARD_CASES = per_class_and_backend(LAYERS, bad_backward_calls)
 
 
 @pytest.mark.parametrize("name, backend, case, make, exc, match", LAYER_BACKWARD_CASES)
@@ -891,19 +900,13 @@ def bad_cell_calls(cls):
     return cases
 
 
-CELL_CALL_CASES = [pytest.param(name, backend, *case, id=f"{name}-{backend}-{case[0]}")
-                   for name, cls in CELLS_API.items() for backend in BACKENDS
-                   for case in bad_cell_calls(cls)]
+CELL_CALL_CASES = per_class_and_backend(CELLS_API, bad_cell_calls)
 
 
 @pytest.mark.parametrize("name, backend, case, make, exc, match", CELL_CALL_CASES)
 def test_cell_call_rejects(name, backend, case, make, exc, match):
     cell = CELLS_API[name](I, H, seed=0, _backend=BACKENDS[backend])
-    params = cell.state_dict()
-    with pytest.raises(exc, match=match):
-        call_unmodified(cell, **make())
-    for k, v in cell.params.items():
-        np.testing.assert_array_equal(v, params[k])
+    assert_call_refused_unchanged(cell, make, exc, match)
     with pytest.raises(ValueError, match="no call is waiting for its backward"):
         cell.backward(None)             # a refused call pushes nothing
 

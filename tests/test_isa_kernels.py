@@ -19,31 +19,37 @@ from test_kernels import IDS, VARIANTS, assert_match, lengths_for, make_case, ru
 SHAPES = [(5, 13, 7, 37), (8, 40, 19, 53)]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def each_variant_and_shape(test):
+    """Parametrises `test` over every variant of test_kernels.py and every shape of SHAPES."""
+    test = pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))(test)
+    return pytest.mark.parametrize("variant", VARIANTS, ids=IDS)(test)
+
+
+def draw(variant, shape, dtype, seed):
+    """-> cell, opts, the generator, and make_case's (args, kw, grads) for one case."""
+    cell, opts, G = variant
+    rng = np.random.default_rng(seed)
+    return cell, opts, rng, make_case(cell, opts, G, *shape, dtype, rng)
+
+
+@each_variant_and_shape
 def test_float64_matches_reference(variant, shape):
     # Same bound and reasoning as test_kernels.py: 1e-12 relative (1e-13
     # absolute near 0) is a few ulps times the depth of T ≤ 12 steps.
-    cell, opts, G = variant
-    rng = np.random.default_rng(21)
-    T, B, I, H = shape
-    args, kw, grads = make_case(cell, opts, G, T, B, I, H, np.float64, rng)
+    cell, opts, rng, (args, kw, grads) = draw(variant, shape, np.float64, seed=21)
+    T, B = shape[:2]
     lengths = lengths_for(B, T, rng)
     got = run(F, cell, args, kw, grads, lengths, reverse=True)
     want = run(R, cell, args, kw, grads, lengths, reverse=True)
     assert_match(got, want, 1e-12, 1e-13, f"{cell}{opts} {shape}")
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@each_variant_and_shape
 def test_float32_matches_float64_reference(variant, shape):
     # test_kernels.py's float32 bound: float32 round-off over sums of at most
     # I + H = 72 terms for ≤ 12 steps stays below 1e-5; 2e-4 still catches any
     # wrong formula (errors of order 1e-2).
-    cell, opts, G = variant
-    rng = np.random.default_rng(22)
-    T, B, I, H = shape
-    args, kw, grads = make_case(cell, opts, G, T, B, I, H, np.float32, rng)
+    cell, opts, _, (args, kw, grads) = draw(variant, shape, np.float32, seed=22)
     up = lambda d: {k: (None if v is None else v.astype(np.float64)) for k, v in d.items()}  # noqa: E731
     got = run(F, cell, args, kw, grads)
     want = run(R, cell, up(args), up(kw) if "peephole" in kw else kw, up(grads))

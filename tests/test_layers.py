@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fastrnn import GRU, LSTM, SimpleRNN, no_grad, reference
+from _util import numeric_grad
 
 try:
     import fastrnn.functional as cpp
@@ -117,13 +118,26 @@ COMBO_IDS = [f"L{L}-{'bi' if bi else 'uni'}-{'bf' if bf else 'tm'}-"
              for L, bi, bf, bias, ln, st, dt in COMBOS]
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_layer_matches_stacked_oracle(cell, combo):
+def each_cell_and_combo(test):
+    """Parametrises `test(cell, combo)` over every cell and every combo of COMBOS."""
+    test = pytest.mark.parametrize("cell", list(CELLS))(test)
+    return pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)(test)
+
+
+def combo_setup(cell, combo):
+    """-> the layer's keyword arguments, with lengths, with initial states, and the
+    generator seeded for this cell and combo."""
     L, bi, bf, bias, with_len, with_states, dt = combo
     rng = np.random.default_rng(COMBOS.index(combo) + 1000 * list(CELLS).index(cell))
-    layer = make_layer(cell, num_layers=L, bidirectional=bi, batch_first=bf, bias=bias,
-                       dtype=dt, seed=rng)
+    kw = dict(num_layers=L, bidirectional=bi, batch_first=bf, bias=bias, dtype=dt)
+    return kw, with_len, with_states, rng
+
+
+@each_cell_and_combo
+def test_layer_matches_stacked_oracle(cell, combo):
+    kw, with_len, with_states, rng = combo_setup(cell, combo)
+    bf, dt = kw["batch_first"], kw["dtype"]
+    layer = make_layer(cell, **kw, seed=rng)
     x, states, lengths = random_inputs(layer, rng, with_states, with_len, bf)
     out, st = layer(x, None if states is None else pack(states), lengths)
     x_tm = x.transpose(1, 0, 2) if bf else x
@@ -148,15 +162,12 @@ def run_train(layer, x, states, lengths, d_out, d_states):
 
 
 @needs_cpp
-@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-@pytest.mark.parametrize("cell", list(CELLS))
+@each_cell_and_combo
 def test_cpp_layer_matches_reference_layer(cell, combo):
-    L, bi, bf, bias, with_len, with_states, dt = combo
-    rng = np.random.default_rng(COMBOS.index(combo) + 1000 * list(CELLS).index(cell))
-    ref_layer = make_layer(cell, num_layers=L, bidirectional=bi, batch_first=bf, bias=bias,
-                           dtype=dt, seed=1)
-    cpp_layer = make_layer(cell, cpp, num_layers=L, bidirectional=bi, batch_first=bf,
-                           bias=bias, dtype=dt, seed=1)
+    kw, with_len, with_states, rng = combo_setup(cell, combo)
+    bf, dt = kw["batch_first"], kw["dtype"]
+    ref_layer = make_layer(cell, **kw, seed=1)
+    cpp_layer = make_layer(cell, cpp, **kw, seed=1)
     x, states, lengths = random_inputs(ref_layer, rng, with_states, with_len, bf)
     d_out = rng.standard_normal(x.shape[:2] + (ref_layer.num_directions * H,)).astype(dt)
     d_states = tuple(rng.standard_normal(s.shape).astype(dt)
@@ -202,21 +213,6 @@ FD_SCENARIOS = {
 }
 
 
-def numeric_grad(f, a):
-    """Central-difference gradient of the scalar f() w.r.t. the array a (changed in place)."""
-    g = np.zeros_like(a)
-    flat, gf = a.reshape(-1), g.reshape(-1)
-    for j in range(flat.size):
-        old = flat[j]
-        flat[j] = old + FD_EPS
-        up = f()
-        flat[j] = old - FD_EPS
-        down = f()
-        flat[j] = old
-        gf[j] = (up - down) / (2 * FD_EPS)
-    return g
-
-
 @pytest.mark.parametrize("backend", ["reference", pytest.param("cpp", marks=needs_cpp)])
 @pytest.mark.parametrize("scenario", list(FD_SCENARIOS))
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -256,7 +252,7 @@ def test_gradients_match_finite_differences(cell, scenario, backend):
     if states is not None:
         arrays.update({f"state{i}": s for i, s in enumerate(states)})
     for name, a in arrays.items():
-        np.testing.assert_allclose(analytic[name], numeric_grad(loss, a), **FD_TOL, err_msg=name)
+        np.testing.assert_allclose(analytic[name], numeric_grad(loss, a, FD_EPS), **FD_TOL, err_msg=name)
 
 
 def test_fixed_dropout_mask_is_applied_between_layers_only():

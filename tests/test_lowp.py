@@ -33,6 +33,15 @@ def data(m, K, N, seed=0):
     return rng.standard_normal((m, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
 
 
+def with_exact(kind, path, m, K, N, seed):
+    """a, w, the `kind` GEMM of them on `path` and the exact product, both in float64."""
+    need(kind, path)
+    a, w = data(m, K, N, seed=seed)
+    pack = core.pack_bf16 if kind == "bf16" else core.pack_s8
+    out = core.lowp_gemm(a, pack(w), path=path).astype(np.float64)
+    return a, w, out, a.astype(np.float64) @ w.astype(np.float64).T
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("path", ["avx2", "scalar"])
 def test_bf16_fallbacks_equal_the_model(path, shape):
@@ -62,11 +71,8 @@ def test_bf16_hardware_path_agrees_with_the_fallback(shape):
 
 @pytest.mark.parametrize("path", BF16_PATHS)
 def test_bf16_error_against_fp32_is_the_rounding_of_the_operands(path):
-    need("bf16", path)
     m, K, N = 16, 300, 70
-    a, w = data(m, K, N, seed=2)
-    out = core.lowp_gemm(a, core.pack_bf16(w), path=path).astype(np.float64)
-    exact = a.astype(np.float64) @ w.astype(np.float64).T
+    a, w, out, exact = with_exact("bf16", path, m, K, N, seed=2)
     # Each operand is within 2⁻⁹ relative of its bf16 value, so each product
     # within 2⁻⁸ + 2⁻¹⁸; the fp32 sum adds at most K·2⁻²⁴ of Σ|terms|.
     bound = (2.0**-8 + 2.0**-18 + K * 2.0**-24) * (np.abs(a).astype(np.float64) @ np.abs(w).T)
@@ -130,11 +136,8 @@ def test_int8_integer_sums_are_exact_at_the_extremes(path):
 
 @pytest.mark.parametrize("path", INT8_PATHS)
 def test_int8_error_against_fp32_is_the_quantisation_step(path):
-    need("int8", path)
     m, K, N = 16, 300, 70
-    a, w = data(m, K, N, seed=6)
-    out = core.lowp_gemm(a, core.pack_s8(w), path=path).astype(np.float64)
-    exact = a.astype(np.float64) @ w.astype(np.float64).T
+    a, w, out, exact = with_exact("int8", path, m, K, N, seed=6)
     _, sa = ref.quantise(a)
     _, sw = ref.quantise(w)
     sa, sw = sa.astype(np.float64)[:, None], sw.astype(np.float64)[None, :]

@@ -183,6 +183,16 @@ def state_tuple(s):
     return s if isinstance(s, tuple) else (s,)
 
 
+def assert_gradients_match(layer, mod, dx, tdx, d0, ts0):
+    """dx, the initial states' gradients d0 and layer.grads against torch's, after both
+    backward passes (ts0: torch's initial-state tensors)."""
+    close(dx, tdx, "dx")
+    for a, b in zip(state_tuple(d0), ts0):
+        close(a, b.grad, "d initial state")
+    for name, p in mod.named_parameters():
+        close(layer.grads[name], p.grad, f"d{name}")
+
+
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
 @pytest.mark.parametrize("kind", list(LAYER_KINDS))
 def test_packed_batch_matches_torch(kind, batch_first, backend):
@@ -221,11 +231,7 @@ def test_packed_batch_matches_torch(kind, batch_first, backend):
     assert isinstance(dx, frnn.PackedSequence)
     dx_pad, dx_len = frnn.pad_packed_sequence(dx, batch_first=batch_first, total_length=T)
     np.testing.assert_array_equal(dx_len, lengths)
-    close(dx_pad, tx.grad, "dx")
-    for a, b in zip(state_tuple(d0), ts0):
-        close(a, b.grad, "d initial state")
-    for name, p in mod.named_parameters():
-        close(layer.grads[name], p.grad, f"d{name}")
+    assert_gradients_match(layer, mod, dx_pad, tx.grad, d0, ts0)
 
 
 def test_torch_packed_sequence_in_and_out():
@@ -313,11 +319,7 @@ def test_unbatched_matches_torch(kind, backend):
         assert a.shape == (4, H)
         close(a, b, "final state")
     dx, d0 = layer.backward(d_out, tuple(dh) if n_states == 2 else dh[0])
-    close(dx, tx.grad, "dx")
-    for a, b in zip(state_tuple(d0), ts0):
-        close(a, b.grad, "d initial state")
-    for name, p in mod.named_parameters():
-        close(layer.grads[name], p.grad, f"d{name}")
+    assert_gradients_match(layer, mod, dx, tx.grad, d0, ts0)
 
 
 # -- eval() and gradients ---------------------------------------------------------------------

@@ -143,13 +143,16 @@ def test_ctrl_c_stops_a_long_call(threads, B):
     fresh process's bits. 2 threads with B = 16 split rows, with B = 2 units.
     The target is 0.2 s (docs/reliability.md); the bound here is 1 s because
     two loaded cores can delay a process by more than the 25 ms poll."""
-    script = f"""
+    # the same inputs in the interrupted process and in a fresh one
+    setup = f"""
         fastrnn.set_num_threads({threads})
         rng = np.random.default_rng(0)
         H = 128
         x = np.tile(rng.standard_normal((100, {B}, 32)).astype(np.float32), (1000, 1, 1))
         w_ih = (0.1 * rng.standard_normal((4 * H, 32))).astype(np.float32)
         w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32)
+    """
+    script = setup + """
         print("start", flush=True)
         try:
             F.lstm_forward(x, w_ih, w_hh, training=False)
@@ -175,13 +178,7 @@ def test_ctrl_c_stops_a_long_call(threads, B):
     delay = float(lines[0].split()[1]) - sent
     print(f"stopped {delay * 1e3:.0f} ms after SIGINT")
     assert delay < 1.0, delay
-    fresh = run_script(f"""
-        fastrnn.set_num_threads({threads})
-        rng = np.random.default_rng(0)
-        H = 128
-        x = np.tile(rng.standard_normal((100, {B}, 32)).astype(np.float32), (1000, 1, 1))
-        w_ih = (0.1 * rng.standard_normal((4 * H, 32))).astype(np.float32)
-        w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32)
+    fresh = run_script(setup + """
         print("next", float(F.lstm_forward(x[:50], w_ih, w_hh)[0].sum()))
     """)
     assert lines[1] == fresh.stdout.strip(), (lines, fresh.stdout, fresh.stderr)

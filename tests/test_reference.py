@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastrnn import reference as ref
+from _util import add_variant_arrays, cell_params, numeric_grad
 
 # name -> (kind, extra forward kwargs, has peephole)
 CELLS = {
@@ -17,24 +18,14 @@ CELLS = {
     "rnn_tanh": ("rnn", {"nonlinearity": "tanh"}, False),
     "rnn_relu": ("rnn", {"nonlinearity": "relu"}, False),
 }
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SCENARIOS = ["plain", "reverse", "lengths", "lengths_reverse"]
 
 
 def make_params(cell, rng, T, B, I, H, dtype=np.float64):
     """Random arguments of one forward call (nonzero states, biases and peepholes)."""
     kind, _, peep = CELLS[cell]
-    G = GATES[kind]
-    p = dict(x=rng.standard_normal((T, B, I)),
-             w_ih=0.6 * rng.standard_normal((G * H, I)),
-             w_hh=0.6 * rng.standard_normal((G * H, H)),
-             b_ih=0.3 * rng.standard_normal(G * H),
-             b_hh=0.3 * rng.standard_normal(G * H),
-             h0=0.5 * rng.standard_normal((B, H)))
-    if kind == "lstm":
-        p["c0"] = 0.5 * rng.standard_normal((B, H))
-    if peep:
-        p["peephole"] = 0.5 * rng.standard_normal((3, H))
+    p = add_variant_arrays(cell_params(rng, kind, T, B, I, H), rng, kind,
+                           {"peephole"} if peep else set(), T, B, H)
     return {k: v.astype(dtype) for k, v in p.items()}
 
 
@@ -108,15 +99,8 @@ def test_gradients_match_finite_differences(cell, scenario):
         o, s, _ = forward(cell, q, training=False, **kw)
         return np.sum(d_out * o) + sum(np.sum(d * v) for d, v in zip(d_states, s))
 
-    eps = 1e-6
     for name, value in p.items():
-        numeric = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            q = {k: v.copy() for k, v in p.items()}
-            q[name][idx] = value[idx] + eps
-            up = loss(q)
-            q[name][idx] = value[idx] - eps
-            numeric[idx] = (up - loss(q)) / (2 * eps)
+        numeric = numeric_grad(lambda: loss(p), value, eps=1e-6)
         assert grads[name].shape == value.shape and grads[name].dtype == value.dtype
         assert np.any(numeric != 0), f"d{name}: loss does not depend on {name}; vacuous check"
         # Central differences: truncation O(eps² f''') ~ 1e-12 and round-off

@@ -5,22 +5,7 @@ import numpy as np
 import pytest
 
 from fastrnn import nn, optim
-
-
-def numgrad(f, x, eps=1e-6):
-    """Central finite differences of the scalar f() w.r.t. every entry of x (in place)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+from _util import numeric_grad
 
 
 def close(a, b, name):
@@ -49,9 +34,9 @@ def test_dense_gradients_fd(shape):
 
     layer(x)
     dx = layer.backward(r)
-    close(dx, numgrad(loss, x), "dx")
-    close(layer.grads["weight"], numgrad(loss, layer.params["weight"]), "dweight")
-    close(layer.grads["bias"], numgrad(loss, layer.params["bias"]), "dbias")
+    close(dx, numeric_grad(loss, x), "dx")
+    close(layer.grads["weight"], numeric_grad(loss, layer.params["weight"]), "dweight")
+    close(layer.grads["bias"], numeric_grad(loss, layer.params["bias"]), "dbias")
 
 
 def test_dense_time_distributed_equals_per_step():
@@ -135,7 +120,7 @@ def test_embedding_gradients_fd_repeated_indices():
     y = emb(idx)
     np.testing.assert_array_equal(y[1, 0], emb.params["weight"][4])
     assert emb.backward(r) is None
-    close(emb.grads["weight"], numgrad(loss, emb.params["weight"]), "dweight")
+    close(emb.grads["weight"], numeric_grad(loss, emb.params["weight"]), "dweight")
     close(emb.grads["weight"][2], r[0, 1] + r[0, 2] + r[1, 2], "row 2 sums its uses")
 
 
@@ -172,7 +157,7 @@ def test_softmax_cross_entropy_value_and_fd():
     p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     expected = -np.mean(np.log(np.take_along_axis(p, targets[..., None], -1)))
     assert math.isclose(loss, expected, rel_tol=1e-12)
-    close(d, numgrad(lambda: nn.softmax_cross_entropy(logits, targets)[0], logits), "dlogits")
+    close(d, numeric_grad(lambda: nn.softmax_cross_entropy(logits, targets)[0], logits), "dlogits")
     # uniform logits: loss = log C
     assert math.isclose(nn.softmax_cross_entropy(np.zeros((2, 7)), np.array([0, 6]))[0],
                         math.log(7), rel_tol=1e-12)
@@ -190,7 +175,7 @@ def test_softmax_cross_entropy_mask_pads():
     ref, _ = nn.softmax_cross_entropy(logits[mask], targets[mask])
     assert math.isclose(loss, ref, rel_tol=1e-12)
     assert not d[~mask].any()
-    close(d, numgrad(lambda: nn.softmax_cross_entropy(logits, targets, mask)[0], logits),
+    close(d, numeric_grad(lambda: nn.softmax_cross_entropy(logits, targets, mask)[0], logits),
           "dlogits (masked)")
     # all masked: zero loss and gradient, no division by zero
     loss0, d0 = nn.softmax_cross_entropy(logits, targets, mask=np.zeros((T, B), bool))
@@ -225,7 +210,7 @@ def test_mse_value_and_fd():
     target = rng.standard_normal((3, 4, 2))
     loss, d = nn.mse(pred, target)
     assert math.isclose(loss, np.mean((pred - target) ** 2), rel_tol=1e-12)
-    close(d, numgrad(lambda: nn.mse(pred, target)[0], pred), "dpred")
+    close(d, numeric_grad(lambda: nn.mse(pred, target)[0], pred), "dpred")
     assert nn.mse(np.array([1.0, 3.0]), np.array([0, 0]))[0] == 5.0
     with pytest.raises(ValueError, match="target must have shape"):
         nn.mse(pred, target[0])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastrnn import reference
+from _util import cell_params
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -18,7 +19,6 @@ CELLS = {
     "rnn_tanh": (torch.nn.RNN, {"nonlinearity": "tanh"}, "rnn", {"nonlinearity": "tanh"}),
     "rnn_relu": (torch.nn.RNN, {"nonlinearity": "relu"}, "rnn", {"nonlinearity": "relu"}),
 }
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SCENARIOS = ["plain", "reverse", "lengths", "lengths_reverse"]
 WEIGHTS = ["w_ih", "w_hh", "b_ih", "b_hh"]
 TORCH_NAME = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0",
@@ -101,15 +101,7 @@ def test_matches_torch(backend, cell, scenario):
     rng = np.random.default_rng(100 + 10 * list(CELLS).index(cell) + SCENARIOS.index(scenario))
     T, B, I, H = 6, 4, 3, 5
     kind = CELLS[cell][2]
-    G = GATES[kind]
-    p = dict(x=rng.standard_normal((T, B, I)),
-             w_ih=0.5 * rng.standard_normal((G * H, I)),
-             w_hh=0.5 * rng.standard_normal((G * H, H)),
-             b_ih=0.3 * rng.standard_normal(G * H),
-             b_hh=0.3 * rng.standard_normal(G * H),
-             h0=0.5 * rng.standard_normal((B, H)))
-    if kind == "lstm":
-        p["c0"] = 0.5 * rng.standard_normal((B, H))
+    p = cell_params(rng, kind, T, B, I, H, w_ih=0.5, w_hh=0.5)
     # PyTorch refuses length-0 sequences; one full-length, the others shorter, unsorted
     lengths = rng.permutation([T, 1, 3, 4]) if "lengths" in scenario else None
     reverse = "reverse" in scenario

@@ -9,8 +9,7 @@ import pytest
 from fastrnn import functional as F
 from fastrnn import reference as ref
 from fastrnn._checks import ACTIVATIONS
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+from _util import add_variant_arrays, cell_params
 
 # name -> (cell, options, arrays to draw: "peephole", "zmask", "rmask", "ln")
 VARIANTS = {
@@ -62,24 +61,9 @@ T, I = 6, 5
 
 def make_case(variant, rng, B, H, dtype):
     cell, opts, extra = VARIANTS[variant]
-    G, n = GATES[cell], rng.standard_normal
     # small recurrent weights keep every activation (relu, linear) bounded over T steps
-    p = dict(x=n((T, B, I)), w_ih=0.4 * n((G * H, I)), w_hh=(0.8 / np.sqrt(H)) * n((G * H, H)),
-             b_ih=0.3 * n(G * H), b_hh=0.3 * n(G * H), h0=0.5 * n((B, H)))
-    if cell == "lstm":
-        p["c0"] = 0.5 * n((B, H))
-    if "peephole" in extra:
-        p["peephole"] = 0.5 * n((3, H))
-    if "ln" in extra:                      # gains away from 1 and shifts away from 0
-        p["ln_gain"] = 1 + 0.3 * n((2, G * H))
-        if cell == "lstm":
-            p["ln_cell"] = np.stack([1 + 0.3 * n(H), 0.3 * n(H)])
-    if "rmask" in extra:                   # Keras-style inverted dropout: 0 or 1/(1-p)
-        p["recurrent_mask"] = (rng.random((G, B, H)) > 0.3) / 0.7
-    if "zmask" in extra:                   # 1 = keep the old value; fractions allowed
-        p["zoneout_mask"] = rng.choice([0.0, 1.0, 0.25], size=(T, B, H))
-        if cell == "lstm":
-            p["zoneout_mask_c"] = rng.choice([0.0, 1.0, 0.5], size=(T, B, H))
+    p = cell_params(rng, cell, T, B, I, H, w_ih=0.4, w_hh=0.8 / np.sqrt(H))
+    p = add_variant_arrays(p, rng, cell, extra, T, B, H)
     return {k: v.astype(dtype) for k, v in p.items()}, dict(opts)
 
 

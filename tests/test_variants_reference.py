@@ -11,8 +11,7 @@ import pytest
 
 from fastrnn import reference as ref
 from fastrnn._checks import ACTIVATIONS
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+from _util import GATES, add_variant_arrays, cell_params, numeric_grad
 
 # name -> (cell, forward options, which optional arrays to draw)
 #   arrays: "peephole", "w_hr" (proj), "ln" (ln_gain / ln_cell), "rmask", "zmask"
@@ -44,27 +43,8 @@ DIFFERENTIABLE = ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0", "peephole", "
 
 def make_case(variant, rng, T=4, B=3, I=3, H=3, P=2, dtype=np.float64):
     cell, opts, extra = VARIANTS[variant]
-    G = GATES[cell]
     R = P if "w_hr" in extra else H
-    n = rng.standard_normal
-    p = dict(x=n((T, B, I)), w_ih=0.6 * n((G * H, I)), w_hh=0.6 * n((G * H, R)),
-             b_ih=0.3 * n(G * H), b_hh=0.3 * n(G * H), h0=0.5 * n((B, R)))
-    if cell == "lstm":
-        p["c0"] = 0.5 * n((B, H))
-    if "peephole" in extra:
-        p["peephole"] = 0.5 * n((3, H))
-    if "w_hr" in extra:
-        p["w_hr"] = 0.7 * n((P, H))
-    if "ln" in extra:                      # gains away from 1 and shifts away from 0
-        p["ln_gain"] = 1 + 0.3 * n((2, G * H))
-        if cell == "lstm":
-            p["ln_cell"] = np.stack([1 + 0.3 * n(H), 0.3 * n(H)])
-    if "rmask" in extra:                   # Keras-style inverted dropout: 0 or 1/(1-p)
-        p["recurrent_mask"] = (rng.random((G, B, R)) > 0.3) / 0.7
-    if "zmask" in extra:                   # 1 = keep the old value; fractions allowed
-        p["zoneout_mask"] = rng.choice([0.0, 1.0, 0.25], size=(T, B, R))
-        if cell == "lstm":
-            p["zoneout_mask_c"] = rng.choice([0.0, 1.0, 0.5], size=(T, B, H))
+    p = add_variant_arrays(cell_params(rng, cell, T, B, I, H, R=R), rng, cell, extra, T, B, H, P)
     return {k: v.astype(dtype) for k, v in p.items()}, dict(opts)
 
 
@@ -110,16 +90,9 @@ def test_gradients_match_finite_differences(variant, scenario):
         o, s, _ = forward(cell, q, training=False, **kw)
         return np.sum(d_out * o) + sum(np.sum(d * v) for d, v in zip(d_states, s))
 
-    eps = 1e-6
     for name in grads:
         value = p[name]
-        numeric = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            q = {k: v.copy() for k, v in p.items()}
-            q[name][idx] = value[idx] + eps
-            up = loss(q)
-            q[name][idx] = value[idx] - eps
-            numeric[idx] = (up - loss(q)) / (2 * eps)
+        numeric = numeric_grad(lambda: loss(p), value, eps=1e-6)
         assert grads[name].shape == value.shape and grads[name].dtype == value.dtype
         assert np.any(numeric != 0), f"d{name}: loss does not depend on {name}; vacuous check"
         # As tests/test_reference.py: central differences are exact to ~1e-8 here (round-off

@@ -10,17 +10,11 @@
 #   tools/sanitize.sh [pytest args...]      (needs: pip install ".[test]" cmeel-eigen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build/asan
-pkg=build/asan-pkg
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFASTRNN_SANITIZE=ON -DFASTRNN_NATIVE=OFF \
-      -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" \
-      -DCMAKE_PREFIX_PATH="$(python -m cmeel cmake 2>/dev/null)"
-cmake --build "$build" -j 2
-rm -rf "$pkg" && mkdir -p "$pkg"
-cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_*.so && cp "$build"/_*.so "$pkg/fastrnn/"
+. tools/_sanitizer_build.sh
+sanitizer_build asan -DCMAKE_BUILD_TYPE=Debug -DFASTRNN_SANITIZE=ON -DFASTRNN_NATIVE=OFF
 # Run from outside the repo so the sanitized copy, not an installed fastrnn, is imported.
 tests="$PWD/tests"
-cd "$pkg"
+cd build/asan-pkg
 LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1 PYTHONPATH="$PWD" \

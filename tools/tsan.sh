@@ -11,17 +11,12 @@
 #   tools/tsan.sh [pytest args...]      (needs: pip install ".[test]" cmeel-eigen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build/tsan
-pkg=build/tsan-pkg
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread" \
-      -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" \
-      -DCMAKE_PREFIX_PATH="$(python -m cmeel cmake 2>/dev/null)"
-cmake --build "$build" -j 2
-rm -rf "$pkg" && mkdir -p "$pkg"
-cp -r python/fastrnn "$pkg/" && rm -f "$pkg"/fastrnn/_*.so && cp "$build"/_*.so "$pkg/fastrnn/"
+. tools/_sanitizer_build.sh
+sanitizer_build tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=thread"
+# Run from outside the repo so the sanitized copy, not an installed fastrnn, is imported.
 tests="$PWD/tests"
-cd "$pkg"
+cd build/tsan-pkg
 LD_PRELOAD="$(gcc -print-file-name=libtsan.so)" \
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" PYTHONPATH="$PWD" \
 python -m pytest -p no:cacheprovider -q "$tests/test_pool.py" "$tests/test_determinism.py" \

@@ -193,6 +193,15 @@ def _run(step, a, states, params, valid, reverse, training, per_step, **flags):
     return out, states, steps
 
 
+def _forward(step, cache_type, a, v, states, params, reverse, training, **flags):
+    """`_run` over the checked arguments `a` and variants `v` of one cell, with its valid
+    mask and zoneout inputs -> out, the final states, the cache (None unless training)."""
+    valid = _valid_mask(a["lengths"], a["T"], a["B"])
+    out, states, steps = _run(step, a, states, params, valid, reverse, training,
+                              _zoneout_inputs(v, a["T"], a["B"]), **flags)
+    return out, states, (cache_type(params, valid, steps, **flags) if training else None)
+
+
 def _bptt(step_backward, cache, d_out, d_states, shapes):
     """Backward loop over the kept steps in reverse processing order.
     step_backward(d_new_states, saved, *params, grads, **flags) returns (dx_t, d_states)
@@ -336,10 +345,9 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
     params = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["peephole"], a["w_hr"],
               v["ln_gain"], v["ln_cell"])
     flags = dict(act=v["activation"], ract=v["recurrent_activation"], rmask=v["recurrent_mask"])
-    valid = _valid_mask(a["lengths"], a["T"], a["B"])
-    out, (h_n, c_n), steps = _run(lstm_step, a, (a["h0"], a["c0"]), params, valid, reverse,
-                                  training, _zoneout_inputs(v, a["T"], a["B"]), **flags)
-    return out, h_n, c_n, (LSTMCache(params, valid, steps, **flags) if training else None)
+    out, (h_n, c_n), cache = _forward(lstm_step, LSTMCache, a, v, (a["h0"], a["c0"]), params,
+                                      reverse, training, **flags)
+    return out, h_n, c_n, cache
 
 
 def lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
@@ -457,10 +465,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
     flags = dict(reset_after=reset_after, act=v["activation"],
                  ract=v["recurrent_activation"], rmask=v["recurrent_mask"],
                  leak_rate=v["leak_rate"])
-    valid = _valid_mask(a["lengths"], a["T"], a["B"])
-    out, (h_n,), steps = _run(gru_step, a, (a["h0"],), params, valid, reverse, training,
-                              _zoneout_inputs(v, a["T"], a["B"]), **flags)
-    return out, h_n, (GRUCache(params, valid, steps, **flags) if training else None)
+    out, (h_n,), cache = _forward(gru_step, GRUCache, a, v, (a["h0"],), params, reverse,
+                                  training, **flags)
+    return out, h_n, cache
 
 
 def gru_backward(cache, d_out=None, d_h_n=None):
@@ -516,10 +523,9 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
     params = (a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"])
     flags = dict(nonlinearity=nonlinearity, rmask=v["recurrent_mask"],
                  leak_rate=v["leak_rate"])
-    valid = _valid_mask(a["lengths"], a["T"], a["B"])
-    out, (h_n,), steps = _run(rnn_step, a, (a["h0"],), params, valid, reverse, training,
-                              _zoneout_inputs(v, a["T"], a["B"]), **flags)
-    return out, h_n, (RNNCache(params, valid, steps, **flags) if training else None)
+    out, (h_n,), cache = _forward(rnn_step, RNNCache, a, v, (a["h0"],), params, reverse,
+                                  training, **flags)
+    return out, h_n, cache
 
 
 def rnn_backward(cache, d_out=None, d_h_n=None):
