@@ -79,6 +79,13 @@ def to_torch_state_dict(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_torch_state_dict: this LSTM has peephole=True; torch.nn.LSTM has "
                          "no peephole weights, so it has no PyTorch equivalent")
+    changed = layer._changed_options()
+    if getattr(layer, "nonlinearity", "tanh") not in ("tanh", "relu"):
+        changed["nonlinearity"] = layer.nonlinearity
+    if changed:
+        raise ValueError("to_torch_state_dict: this layer has " + ", ".join(
+            f"{k}={v!r}" for k, v in changed.items()) + "; torch.nn.LSTM/GRU/RNN have no "
+            "such option, so it has no PyTorch equivalent")
     state = layer.state_dict()
     try:
         import torch
