@@ -308,3 +308,118 @@ def test_inference_accepts_recurrent_dropout_and_refuses_leak_and_nonlinearity()
         GRU(I, H, leak_rate=0.5).inference()
     with pytest.raises(ValueError, match="nonlinearity='softsign'"):
         SimpleRNN(I, H, nonlinearity="softsign").inference()
+
+
+# -- Keras options: go_backwards, merge_mode, mask, stateful (docs/variants.md) -------------
+
+def gap_mask(kind):
+    m = np.ones((B, T), dtype=bool)
+    if kind == "gaps":
+        m[0, [1, 2]] = m[1, [0, 3]] = m[2, 4] = False
+    elif kind == "pre":
+        m[0, :2] = m[2, :4] = False
+    elif kind == "post":
+        m[1, 3:] = m[2, 1:] = False
+    return m
+
+
+# (cell, bidirectional, merge_mode, mask kind or None, go_backwards)
+KERAS_FD = [
+    ("lstm", True, "mul", "gaps", False), ("gru", True, None, "pre", True),
+    ("rnn", True, "ave", "gaps", True), ("lstm", True, "sum", "post", False),
+    ("gru", True, "concat", None, True), ("gru", False, "concat", "gaps", False),
+    ("lstm", False, "concat", "pre", True),
+]
+
+
+@pytest.mark.parametrize("cell, bi, merge, mask_kind, back", KERAS_FD,
+                         ids=["-".join(map(str, c)) for c in KERAS_FD])
+def test_keras_options_gradients_match_finite_differences(cell, bi, merge, mask_kind, back):
+    """Central differences in float64 through the mask's gather/scatter, the merge and the
+    time flip (tolerance as test_gradients_match_finite_differences)."""
+    rng = np.random.default_rng(7)
+    layer = CLASSES[cell](I, H, 2, bidirectional=bi, merge_mode=merge, go_backwards=back,
+                          dtype=np.float64, seed=1)
+    D = 2 if bi else 1
+    x = rng.standard_normal((T, B, I))
+    states = [rng.standard_normal((2 * D, B, H)) for _ in layer._states]
+    mask = None if mask_kind is None else gap_mask(mask_kind)
+    F = H if merge in ("sum", "mul", "ave") else D * H
+    w = [rng.standard_normal((T, B, H)) for _ in range(2)] if merge is None and bi else \
+        rng.standard_normal((T, B, F))
+    v = [rng.standard_normal(s.shape) for s in states]
+
+    def loss():
+        with no_grad():
+            out, fin = layer(x, hx(states), mask=mask)
+        outs = out if isinstance(out, tuple) else (out,)
+        ws = w if isinstance(w, list) else [w]
+        return float(sum((o * a).sum() for o, a in zip(outs, ws)) +
+                     sum((f * a).sum() for f, a in zip(as_tuple(fin), v)))
+
+    layer.zero_grad()
+    layer(x, hx(states), mask=mask)
+    dx, d0 = layer.backward(tuple(w) if isinstance(w, list) else w, hx(v))
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-6)
+    for got, s in zip(as_tuple(d0), states):
+        np.testing.assert_allclose(got, numeric_grad(loss, s), rtol=1e-6, atol=1e-6)
+    for pname in ("weight_ih_l0", "weight_hh_l1", "bias_hh_l0"):
+        np.testing.assert_allclose(layer.grads[pname], numeric_grad(loss, layer.params[pname]),
+                                   rtol=1e-6, atol=1e-6, err_msg=pname)
+
+
+def test_post_padded_mask_is_lengths_with_carried_outputs():
+    """A right-padded mask gives lengths' states; a unidirectional layer repeats the last
+    valid output at padded steps (Keras), a bidirectional one outputs zeros there."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((T, B, I))
+    mask = gap_mask("post")
+    lengths = mask.sum(axis=1)
+    for bi in (False, True):
+        layer = GRU(I, H, bidirectional=bi, dtype=np.float64, seed=0)
+        out_m, h_m = layer(x, mask=mask)
+        out_l, h_l = layer(x, lengths=lengths)
+        np.testing.assert_array_equal(h_m, h_l)
+        for b, n in enumerate(lengths):
+            np.testing.assert_array_equal(out_m[:n, b], out_l[:n, b])
+            want = 0 if bi else out_l[n - 1, b]
+            np.testing.assert_array_equal(out_m[n:, b], np.broadcast_to(want, out_m[n:, b].shape))
+
+
+def test_go_backwards_is_the_reversed_sequence():
+    """go_backwards runs x[::-1] and returns outputs in processing order (Keras)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((T, B, I))
+    back = LSTM(I, H, go_backwards=True, dtype=np.float64, seed=0)
+    plain = LSTM(I, H, dtype=np.float64, seed=0)
+    out, (h, c) = back(x)
+    want, (wh, wc) = plain(x[::-1].copy())
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(h, wh)
+
+
+def test_merge_modes_combine_the_concat_halves():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((T, B, I))
+    cat = GRU(I, H, bidirectional=True, dtype=np.float64, seed=0)(x)[0]
+    f, b = cat[..., :H], cat[..., H:]
+    for mode, want in (("sum", f + b), ("mul", f * b), ("ave", (f + b) / 2)):
+        got = GRU(I, H, bidirectional=True, merge_mode=mode, dtype=np.float64, seed=0)(x)[0]
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)   # one op each
+    pair = GRU(I, H, bidirectional=True, merge_mode=None, dtype=np.float64, seed=0)(x)[0]
+    assert isinstance(pair, tuple)
+    np.testing.assert_array_equal(pair[0], f)
+    np.testing.assert_array_equal(pair[1], b)
+
+
+def test_stateful_layer_carries_state_until_reset():
+    rng = np.random.default_rng(11)
+    x1, x2 = rng.standard_normal((2, T, B, I))
+    layer = LSTM(I, H, 2, stateful=True, dtype=np.float64, seed=0)
+    plain = LSTM(I, H, 2, dtype=np.float64, seed=0)
+    _, s1 = plain(x1)
+    layer(x1)
+    np.testing.assert_array_equal(layer(x2)[0], plain(x2, s1)[0])
+    layer.reset_states()
+    np.testing.assert_array_equal(layer(x2)[0], plain(x2)[0])
+    assert repr(layer) == f"LSTM({I}, {H}, num_layers=2, stateful=True, dtype=float64)"
