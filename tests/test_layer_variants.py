@@ -423,3 +423,19 @@ def test_stateful_layer_carries_state_until_reset():
     layer.reset_states()
     np.testing.assert_array_equal(layer(x2)[0], plain(x2)[0])
     assert repr(layer) == f"LSTM({I}, {H}, num_layers=2, stateful=True, dtype=float64)"
+
+
+@pytest.mark.parametrize("kwargs", [dict(leak_rate=0.5), dict(go_backwards=True),
+                                    dict(bidirectional=True, merge_mode="sum")])
+def test_onnx_export_refuses_keras_and_leak_options(kwargs):
+    onnx = pytest.importorskip("fastrnn.onnx")
+    option = [k for k in kwargs if k != "bidirectional"][0]
+    with pytest.raises(ValueError, match=f"export: the layer has {option}="):
+        onnx.export(GRU(I, H, **kwargs))
+
+
+@pytest.mark.parametrize("kwargs", [dict(layer_norm=True), dict(zoneout=0.2),
+                                    dict(leak_rate=0.5)])
+def test_to_keras_weights_refuses_options_keras_lacks(kwargs):
+    with pytest.raises(ValueError, match=f"to_keras_weights: this layer has {list(kwargs)[0]}="):
+        fastrnn.to_keras_weights(GRU(I, H, **kwargs))

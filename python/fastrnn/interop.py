@@ -232,6 +232,10 @@ def to_keras_weights(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_keras_weights: this LSTM has peephole=True; Keras 3's LSTM has "
                          "no peephole weights")
+    for name, default in (("layer_norm", False), ("zoneout", 0.0), ("leak_rate", 1.0)):
+        if getattr(layer, name, default) != default:
+            raise ValueError(f"to_keras_weights: this layer has {name}="
+                             f"{getattr(layer, name)!r}; Keras 3's layers have no such option")
     gru = isinstance(layer, GRU)
     swap = (lambda a, axis: _swap_zr(a, axis)) if gru else (lambda a, axis: a)
     out = []

@@ -3,8 +3,8 @@
 They stack the one-layer, one-direction functional calls (docs/functional.md) into the
 layer `torch.nn.LSTM/GRU/RNN` users know, with an explicit backward (DESIGN §3):
 
-    out, h_n = gru(x, h_0=None, lengths=None)            # SimpleRNN the same
-    out, (h_n, c_n) = lstm(x, (h_0, c_0)=None, lengths=None)
+    out, h_n = gru(x, h_0=None, lengths=None, mask=None)  # SimpleRNN the same
+    out, (h_n, c_n) = lstm(x, (h_0, c_0)=None, lengths=None, mask=None)
     dx, dh_0 = gru.backward(d_out, dh_n=None)            # LSTM: dx, (dh_0, dc_0)
 
 x may also be unbatched (T, I), with states (L*D, H), or a packed batch
@@ -22,6 +22,11 @@ names and shapes: `weight_ih_l{k}` (G*H, in_k), `weight_hh_l{k}` (G*H, H), `bias
 `bias_hh_l{k}` (G*H,), suffix `_reverse` for the backward direction, in_0 = I and
 in_k = D*H above. A peephole LSTM adds `weight_peephole_l{k}` (3, H) (rows p_i, p_f, p_o),
 which PyTorch has no equivalent of.
+
+The cell variants and Keras options (docs/variants.md, "Layer options") are keyword-only
+constructor options: activation, recurrent_activation, layer_norm (parameters
+`ln_gain_l{k}`, `ln_cell_l{k}`), recurrent_dropout, zoneout, leak_rate, go_backwards,
+merge_mode, stateful; `mask=` (B, T) bool is Keras's mask, run as a right-padded batch.
 
 Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer's dtype
 (nothing is converted silently, as in PyTorch); a forward keeps the cache that one
@@ -641,7 +646,8 @@ class _RNNBase(Module):
         """A no-op, as on PyTorch's CPU (the kernels take the parameters as they are)."""
 
     def _drop_cache(self):
-        self._cache, self._cache_status = None, "none"
+        """After a dtype change: no cache, and no carried states of the old dtype."""
+        self._cache, self._cache_status, self._carried = None, "none", None
 
 
 class LSTM(_RNNBase):

@@ -40,7 +40,8 @@ _MIN_OPSET = 14                   # LSTM/GRU/RNN-14 (the current versions), Sque
 _UNEXPORTABLE = {"layer_norm": False, "proj_size": 0, "zoneout": 0, "zoneout_prob": 0,
                  "activation": "tanh", "recurrent_activation": "sigmoid",
                  "gate_activation": "sigmoid", "cell_activation": "tanh", "cell_clip": None,
-                 "forget_bias": 0, "input_forget": False}
+                 "forget_bias": 0, "input_forget": False, "leak_rate": 1.0,
+                 "go_backwards": False, "merge_mode": "concat"}
 
 
 def _onnx():
