@@ -108,8 +108,10 @@ class _Steps:
     def scatter_grad(self, d):
         """The adjoint of `scatter`: d_out (T, B, F) -> gradient w.r.t. the compacted y."""
         g = np.zeros_like(d)
-        t, b = np.nonzero(self.src >= 0)
-        np.add.at(g, (self.src[t, b], b), d[t, b])
+        b = self.cols[0]
+        for t in range(d.shape[0]):       # within one step each (src, b) is distinct
+            keep = self.src[t] >= 0
+            g[self.src[t, keep], b[keep]] += d[t, keep]
         return g
 
     def gather_grad(self, dx):
