@@ -627,12 +627,69 @@ def test_layer_constructor_rejects(name, kwargs, exc, match):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(nonlinearity="sigmoid"), ValueError, r"nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"),
-    (dict(nonlinearity=None), ValueError, r"nonlinearity must be 'tanh' or 'relu', got None"),
+    (dict(nonlinearity="swish"), ValueError, r"nonlinearity must be one of \(.*\), got 'swish'"),
+    (dict(nonlinearity=None), ValueError, r"nonlinearity must be one of .*, got None"),
+    (dict(layer_norm=True), ValueError, r"layer_norm=True is supported for LSTM and GRU only"),
+    (dict(activation="tanh"), TypeError, r"unexpected keyword argument 'activation'"),
 ])
 def test_simple_rnn_options_rejected(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         SimpleRNN(I, H, **kwargs)
+
+
+# the layer-level variant and Keras options (docs/variants.md), for every layer they exist on
+VARIANT_OPTION_CASES = [
+    (dict(recurrent_dropout=1.0), ValueError, r"recurrent_dropout must lie in \[0, 1\), got 1.0"),
+    (dict(recurrent_dropout=-0.1), ValueError, r"recurrent_dropout must lie in \[0, 1\)"),
+    (dict(recurrent_dropout="0.1"), TypeError, r"recurrent_dropout must be a float"),
+    (dict(zoneout=1.5), ValueError, r"zoneout must lie in \[0, 1\), got 1.5"),
+    (dict(zoneout=True), TypeError, r"zoneout must be a float"),
+    (dict(go_backwards=1), TypeError, r"go_backwards must be a bool"),
+    (dict(stateful="no"), TypeError, r"stateful must be a bool"),
+    (dict(merge_mode="max", bidirectional=True), ValueError, r"merge_mode must be one of"),
+    (dict(merge_mode="sum"), ValueError, r"merge_mode='sum' needs bidirectional=True"),
+]
+GATED_OPTION_CASES = [
+    (dict(activation="swish"), ValueError, r"activation must be one of .*, got 'swish'"),
+    (dict(recurrent_activation="gelu"), ValueError, r"recurrent_activation must be one of"),
+    (dict(layer_norm=1), TypeError, r"layer_norm must be a bool"),
+]
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("kwargs, exc, match", VARIANT_OPTION_CASES + [
+    pytest.param(dict(leak_rate=0.0), ValueError, r"leak_rate must lie in \(0, 1\]", id="leak0"),
+    pytest.param(dict(leak_rate=1.5), ValueError, r"leak_rate must lie in \(0, 1\]", id="leak1.5"),
+] + GATED_OPTION_CASES)
+def test_layer_variant_options_rejected(name, kwargs, exc, match):
+    cls = LAYERS[name]
+    if "leak_rate" in kwargs and name == "LSTM" or "activation" in str(kwargs) and \
+            name == "SimpleRNN":
+        exc, match = TypeError, r"unexpected keyword argument"   # not an option of this cell
+    with pytest.raises(exc, match=match):
+        cls(I, H, **kwargs)
+
+
+def test_layer_norm_needs_reset_after():
+    with pytest.raises(ValueError, match=r"layer_norm=True needs reset_after=True"):
+        GRU(I, H, reset_after=False, layer_norm=True)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_mask_rejected(name):
+    layer = LAYERS[name](I, H, seed=0)
+    x = good_args("rnn")["x"]
+    ok = np.ones((B, T), dtype=bool)
+    for mask, exc, match in [
+            (ok.astype(np.float32), TypeError, r"mask must be a numpy.ndarray of dtype bool"),
+            ([[True] * T] * B, TypeError, r"mask must be a numpy.ndarray of dtype bool"),
+            (ok.T.copy(), ValueError, r"mask must have shape \(3, 5\) \(batch, time\)")]:
+        with pytest.raises(exc, match=match):
+            call_unmodified(layer, x, mask=mask)
+    with pytest.raises(ValueError, match=r"pass either lengths or mask, not both"):
+        layer(x, lengths=np.array([5, 2, 0]), mask=ok)
+    with pytest.raises(ValueError, match=r"mask and go_backwards need a padded x"):
+        layer(fastrnn.utils.rnn.pack_padded_sequence(x, np.array([5, 3, 1])), mask=ok)
 
 
 @pytest.mark.parametrize("cls, kwargs, match", [

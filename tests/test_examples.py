@@ -11,6 +11,8 @@ OMP_NUM_THREADS=1 unless set); the metric is parsed from the last line of its ou
     char_lm             validation bits/char < 3.2 and at least 1.5 below the unigram
                         baseline (about 4.8)
     word2vec            analogy accuracy >= 50% and above the random vectors' + 40 points
+    recurrent_dropout   every held-out MSE < 0.6 (mean predictor: 1.0); layer norm's
+                        < 0.75 x the plain LSTM's
     echo_state          free-running NRMSE over 84 steps < 0.5 x the linear AR baseline's
     exploding_gradients LSTM+clip test MSE < 0.25 x the mean predictor's, and below both
                         SimpleRNNs'; the unclipped SimpleRNN's largest gradient norm > 10
@@ -183,3 +185,14 @@ def test_plot_without_matplotlib_fails_at_once(name, tmp_path):
     assert "pip install" in proc.stderr and "matplotlib" in proc.stderr, proc.stderr
     assert proc.stdout == "", proc.stdout                # nothing ran before the check
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_recurrent_dropout(tmp_path):
+    line = run_example("recurrent_dropout", tmp_path, *plot_args(tmp_path))
+    plain, rd, ln = number(r"held-out MSE: plain ([\d.]+), recurrent_dropout ([\d.]+), "
+                           r"layer_norm ([\d.]+)", line)
+    # every model beats predicting the mean (1.0) by far; layer norm trains fastest: in
+    # the --quick budget its held-out MSE was 2-8x below the plain LSTM's on seeds 0-2
+    assert max(plain, rd, ln) < 0.6
+    assert ln < 0.75 * plain
+    check_plot(tmp_path)

@@ -21,6 +21,7 @@ the Keras bias is b_ih + b_hh.
 
 import numpy as np
 
+from ._checks import ACTIVATIONS
 from .layers import GRU, LSTM, SimpleRNN
 
 __all__ = ["from_torch", "to_torch_state_dict", "from_keras", "to_keras_weights"]
@@ -79,6 +80,13 @@ def to_torch_state_dict(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_torch_state_dict: this LSTM has peephole=True; torch.nn.LSTM has "
                          "no peephole weights, so it has no PyTorch equivalent")
+    changed = layer._changed_options()
+    if getattr(layer, "nonlinearity", "tanh") not in ("tanh", "relu"):
+        changed["nonlinearity"] = layer.nonlinearity
+    if changed:
+        raise ValueError("to_torch_state_dict: this layer has " + ", ".join(
+            f"{k}={v!r}" for k, v in changed.items()) + "; torch.nn.LSTM/GRU/RNN have no "
+            "such option, so it has no PyTorch equivalent")
     state = layer.state_dict()
     try:
         import torch
@@ -114,27 +122,23 @@ def _keras_kind(obj):
 def _keras_options(cfg, kind, ignore_dropout):
     """Check a Keras LSTM/GRU/SimpleRNN's config; returns units and the fastrnn options."""
     name = cfg.get("name", kind)
-    if cfg.get("go_backwards"):
-        raise ValueError(f"Keras layer {name!r} has go_backwards=True: a lone reversed layer "
-                         "has no fastrnn equivalent (use Bidirectional, or reverse x yourself)")
-    if cfg.get("stateful"):
-        raise ValueError(f"Keras layer {name!r} is stateful: fastrnn keeps no state between "
-                         "calls (pass h_0 explicitly); rebuild it with stateful=False")
-    if not ignore_dropout and (cfg.get("dropout") or cfg.get("recurrent_dropout")):
-        raise ValueError(f"Keras layer {name!r} has dropout={cfg.get('dropout')}, "
-                         f"recurrent_dropout={cfg.get('recurrent_dropout')}: fastrnn has no "
-                         "input or recurrent dropout; pass ignore_dropout=True to convert it "
-                         "for inference (where Keras applies no dropout either)")
-    allowed = ("tanh", "relu") if kind == "SimpleRNN" else ("tanh",)
-    if cfg.get("activation") not in allowed:
-        raise ValueError(f"Keras layer {name!r} has activation={cfg.get('activation')!r}; "
-                         f"fastrnn's {kind} supports {' or '.join(map(repr, allowed))}")
-    if kind != "SimpleRNN" and cfg.get("recurrent_activation") != "sigmoid":
-        raise ValueError(f"Keras layer {name!r} has recurrent_activation="
-                         f"{cfg.get('recurrent_activation')!r}; fastrnn's gates are 'sigmoid'")
-    opts = {"bias": bool(cfg.get("use_bias", True))}
+    if not ignore_dropout and cfg.get("dropout"):
+        raise ValueError(f"Keras layer {name!r} has dropout={cfg.get('dropout')}: fastrnn has "
+                         "no input dropout of Keras's kind; pass ignore_dropout=True to "
+                         "convert it for inference (where Keras applies no dropout either)")
+    for key in ("activation", "recurrent_activation"):
+        if key in cfg and cfg[key] not in ACTIVATIONS:
+            raise ValueError(f"Keras layer {name!r} has {key}={cfg[key]!r}; fastrnn supports "
+                             f"{', '.join(map(repr, ACTIVATIONS))}")
+    opts = {"bias": bool(cfg.get("use_bias", True)),
+            "recurrent_dropout": float(cfg.get("recurrent_dropout", 0.0)),
+            "go_backwards": bool(cfg.get("go_backwards", False)),
+            "stateful": bool(cfg.get("stateful", False))}
     if kind == "SimpleRNN":
         opts["nonlinearity"] = cfg["activation"]
+    else:
+        opts.update(activation=cfg["activation"],
+                    recurrent_activation=cfg["recurrent_activation"])
     if kind == "GRU":
         opts["reset_after"] = bool(cfg.get("reset_after", True))
     return cfg["units"], opts
@@ -158,22 +162,23 @@ def from_keras(layer, *, dtype=None, seed=None, ignore_dropout=False):
     """A fastrnn layer (batch_first=True) with the outputs of Keras 3 `layer`.
 
     `layer`: a built `keras.layers.LSTM`, `GRU` (reset_after True or False), `SimpleRNN`
-    (tanh or relu) or `Bidirectional` of one of those with merge_mode='concat'. With
-    `x` (B, T, I), fastrnn's `out` equals Keras's `return_sequences=True` output, and
-    `h_n[-1]` (or `concat(h_n[-2], h_n[-1])` for Bidirectional) its last output;
-    `return_sequences`/`return_state` do not matter. `dtype` defaults to the weights'
-    (float64 stays float64, else float32). Keras `dropout`/`recurrent_dropout` act only
-    in training and have no fastrnn equivalent: refused unless `ignore_dropout=True`.
+    or `Bidirectional` of one of those (any merge_mode). Activations (the six of
+    docs/variants.md), `recurrent_dropout`, `go_backwards`, `stateful` and `merge_mode`
+    become the same fastrnn options. With `x` (B, T, I) and Keras's `mask` passed as
+    `mask=`, fastrnn's `out` equals Keras's `return_sequences=True` output and `h_n[-1]`
+    (or the two directions' rows) its final states; `return_sequences`/`return_state` do not
+    matter. `dtype` defaults to the weights' (float64 stays float64, else float32). Keras's
+    input `dropout` acts only in training and has no fastrnn equivalent: refused unless
+    `ignore_dropout=True`.
     """
     kind = _keras_kind(layer)
     if kind is None:
         raise TypeError("layer must be a Keras 3 LSTM, GRU, SimpleRNN or Bidirectional, "
                         f"got {type(layer).__name__}")
     configs = [layer.get_config()]
+    merge = {}
     if kind == "Bidirectional":
-        if layer.merge_mode != "concat":
-            raise ValueError(f"Bidirectional merge_mode={layer.merge_mode!r}: fastrnn "
-                             "concatenates [forward, backward]; only 'concat' converts")
+        merge = {"merge_mode": layer.merge_mode}
         fwd, bwd = layer.forward_layer, layer.backward_layer
         kind = _keras_kind(fwd)
         if kind in (None, "Bidirectional") or _keras_kind(bwd) != kind:
@@ -181,13 +186,15 @@ def from_keras(layer, *, dtype=None, seed=None, ignore_dropout=False):
                              f"backward layer of the same kind; got {type(fwd).__name__} and "
                              f"{type(bwd).__name__}")
         configs = [fwd.get_config(), bwd.get_config()]
-        if not configs[1].pop("go_backwards", False):
-            raise ValueError("Bidirectional's backward_layer must have go_backwards=True")
+        if configs[0].get("go_backwards") or not configs[1].pop("go_backwards", False):
+            raise ValueError("Bidirectional's forward layer must have go_backwards=False and "
+                             "its backward_layer go_backwards=True")
     H, opts = _keras_options(configs[0], kind, ignore_dropout)
     for cfg in configs[1:]:
         if _keras_options(cfg, kind, ignore_dropout) != (H, opts):
             raise ValueError("Bidirectional's forward and backward layers differ in units, "
-                             "activation, use_bias or reset_after; fastrnn needs them equal")
+                             "activation, use_bias, reset_after or recurrent_dropout; fastrnn "
+                             "needs them equal")
     weights = layer.get_weights()
     per_dir = (3 if opts["bias"] else 2)
     if len(weights) != per_dir * len(configs):
@@ -197,7 +204,8 @@ def from_keras(layer, *, dtype=None, seed=None, ignore_dropout=False):
     I = np.shape(weights[0])[0]
     cls = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}[kind]
     fr = cls(I, H, 1, batch_first=True, bidirectional=len(configs) == 2,
-             dtype=_layer_dtype(dtype, np.asarray(weights[0]).dtype.name), seed=seed, **opts)
+             dtype=_layer_dtype(dtype, np.asarray(weights[0]).dtype.name), seed=seed,
+             **opts, **merge)
     state = {}
     for d in range(len(configs)):
         w = _from_keras_weights(kind, weights[d * per_dir:(d + 1) * per_dir], opts)
@@ -224,6 +232,10 @@ def to_keras_weights(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_keras_weights: this LSTM has peephole=True; Keras 3's LSTM has "
                          "no peephole weights")
+    for name, default in (("layer_norm", False), ("zoneout", 0.0), ("leak_rate", 1.0)):
+        if getattr(layer, name, default) != default:
+            raise ValueError(f"to_keras_weights: this layer has {name}="
+                             f"{getattr(layer, name)!r}; Keras 3's layers have no such option")
     gru = isinstance(layer, GRU)
     swap = (lambda a, axis: _swap_zr(a, axis)) if gru else (lambda a, axis: a)
     out = []

@@ -3,8 +3,8 @@
 They stack the one-layer, one-direction functional calls (docs/functional.md) into the
 layer `torch.nn.LSTM/GRU/RNN` users know, with an explicit backward (DESIGN §3):
 
-    out, h_n = gru(x, h_0=None, lengths=None)            # SimpleRNN the same
-    out, (h_n, c_n) = lstm(x, (h_0, c_0)=None, lengths=None)
+    out, h_n = gru(x, h_0=None, lengths=None, mask=None)  # SimpleRNN the same
+    out, (h_n, c_n) = lstm(x, (h_0, c_0)=None, lengths=None, mask=None)
     dx, dh_0 = gru.backward(d_out, dh_n=None)            # LSTM: dx, (dh_0, dc_0)
 
 x may also be unbatched (T, I), with states (L*D, H), or a packed batch
@@ -23,6 +23,11 @@ names and shapes: `weight_ih_l{k}` (G*H, in_k), `weight_hh_l{k}` (G*H, H), `bias
 in_k = D*H above. A peephole LSTM adds `weight_peephole_l{k}` (3, H) (rows p_i, p_f, p_o),
 which PyTorch has no equivalent of.
 
+The cell variants and Keras options (docs/variants.md, "Layer options") are keyword-only
+constructor options: activation, recurrent_activation, layer_norm (parameters
+`ln_gain_l{k}`, `ln_cell_l{k}`), recurrent_dropout, zoneout, leak_rate, go_backwards,
+merge_mode, stateful; `mask=` (B, T) bool is Keras's mask, run as a right-padded batch.
+
 Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer's dtype
 (nothing is converted silently, as in PyTorch); a forward keeps the cache that one
 `backward` consumes unless gradients are off (`fastrnn.no_grad()`, `requires_grad_(False)`);
@@ -34,14 +39,17 @@ import warnings
 
 import numpy as np
 
-from . import functional
+from . import functional, masks as _masks
 from .engine import InferenceEngine
-from ._checks import check_flag, check_lengths
+from ._checks import (check_activation, check_choice, check_flag, check_layer_norm,
+                      check_lengths, check_leak_rate, check_probability)
 from ._errors import ArgumentError, ArgumentTypeError
 from .nn import IncompatibleKeys, Module, _check_dtype, _check_size, as_generator  # noqa: F401
 from .utils import rnn as _rnn
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class _Form:
@@ -64,6 +72,57 @@ class _Form:
         return s[:, 0] if self.kind == "unbatched" else s
 
 
+class _Steps:
+    """Keras's masked and reversed steps (docs/variants.md) as a right-padded batch.
+
+    A masked step carries the state unchanged, so a row's states are those of its valid
+    steps run back to back: the valid steps are gathered to the front (stable), run with
+    `lengths` = their count, and the outputs are put back; pre-, post-padded and gapped masks
+    all cost what `lengths` costs. `valid` (T, B) is in processing order (go_backwards: the
+    time-reversed input). At a masked step the output is the previous step's (zeros before
+    the first), or zeros with `zero_output` (Keras's Bidirectional)."""
+
+    def __init__(self, valid, flip, zero_output):
+        T, B = valid.shape
+        self.flip = flip
+        self.lengths = valid.sum(axis=0).astype(np.int64)
+        # order[r, b]: the time of row b's r-th valid step (then its masked steps)
+        self.order = np.argsort(~valid, axis=0, kind="stable")
+        self.identity = bool((self.order == np.arange(T)[:, None]).all())
+        rank = np.cumsum(valid, axis=0) - 1           # last valid step at or before t
+        self.src = np.where(valid, rank, -1 if zero_output else rank)
+        self.cols = np.arange(B)[None, :]
+
+    def gather(self, x):
+        """x (T, B, I) in input order -> the compacted batch the layer runs on."""
+        if self.flip:
+            x = x[::-1]
+        return x if self.identity else x[self.order, self.cols]
+
+    def scatter(self, y):
+        """Compacted outputs (T, B, F) -> outputs at every step, in processing order."""
+        out = y[np.maximum(self.src, 0), self.cols]
+        out[self.src < 0] = 0
+        return out
+
+    def scatter_grad(self, d):
+        """The adjoint of `scatter`: d_out (T, B, F) -> gradient w.r.t. the compacted y."""
+        g = np.zeros_like(d)
+        b = self.cols[0]
+        for t in range(d.shape[0]):       # within one step each (src, b) is distinct
+            keep = self.src[t] >= 0
+            g[self.src[t, keep], b[keep]] += d[t, keep]
+        return g
+
+    def gather_grad(self, dx):
+        """The adjoint of `gather`: dx of the compacted batch -> dx in input order."""
+        if not self.identity:
+            out = np.empty_like(dx)
+            out[self.order, self.cols] = dx
+            dx = out
+        return np.ascontiguousarray(dx[::-1]) if self.flip else dx
+
+
 class _RNNBase(Module):
     """What the three layers share; a subclass names its cell (`_kind`, `_gates`), its states
     and the per-call options of its functional pair (`_cell_options`)."""
@@ -72,8 +131,13 @@ class _RNNBase(Module):
     _gates = None           # G
     _states = ("h",)        # the recurrent states, in the order of the functional signature
 
+    # The variant and Keras options (docs/variants.md, "Layer options") each class takes, with
+    # their defaults; a value equal to the default runs the plain layer.
+    _options = dict(recurrent_dropout=0.0, zoneout=0.0, go_backwards=False,
+                    merge_mode="concat", stateful=False)
+
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, dtype, seed, backend):
+                 bidirectional, dtype, seed, backend, **options):
         self.input_size = _check_size("input_size", input_size)
         self.hidden_size = _check_size("hidden_size", hidden_size)
         self.num_layers = _check_size("num_layers", num_layers)
@@ -89,6 +153,7 @@ class _RNNBase(Module):
                           f"dropout={self.dropout} with num_layers=1 does nothing",
                           UserWarning, stacklevel=3)
         self.dtype = _check_dtype(dtype)
+        self._set_options(options)
         self._rng = as_generator(seed)      # initialisation, then the dropout masks
         # Private: the functional backend (a module with *_forward / *_backward); None means
         # fastrnn.functional's unchecked path (the layer checks). Tests pass fastrnn.reference.
@@ -96,13 +161,23 @@ class _RNNBase(Module):
         # Private test hook: a list of L-1 dropout multipliers, time-major (T, B, D*H), used
         # instead of drawing masks (already scaled, e.g. keep / (1 - p)).
         self._dropout_masks = None
+        # Private test hook: {(layer, direction): {"recurrent_mask": ..., "zoneout_mask": ...,
+        # "zoneout_mask_c": ...}} used in training instead of drawing the variant masks.
+        self._variant_masks = None
+        self._carried = None                # a stateful layer's final states, time-major
         self._cache = None
         self._cache_status = "none"         # "none" | "train" | "nograd" | "consumed"
         self.training = True
         # PyTorch's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)).
+        # Layer-norm gains start at 1 and the shift of LN(c) at 0 (haste, torch.nn.LayerNorm).
         k = 1.0 / np.sqrt(self.hidden_size)
         self.params = {name: self._rng.uniform(-k, k, shape).astype(self.dtype)
                        for name, shape in self._param_shapes()}
+        for name in self.params:
+            if name.startswith(("ln_gain_", "ln_cell_")):
+                self.params[name][...] = 1
+                if name.startswith("ln_cell_"):
+                    self.params[name][1] = 0
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
     # -- structure ----------------------------------------------------------------------------
@@ -112,18 +187,52 @@ class _RNNBase(Module):
         """D: 2 if the layer is bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
+    def _set_options(self, options):
+        """Check and store the variant and Keras options (each a ValueError naming it)."""
+        for name in options:
+            if name not in self._options:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                                f"{name!r}")
+        opts = {**self._options, **options}
+        for name in ("activation", "recurrent_activation"):
+            if name in opts:
+                opts[name] = check_activation(name, opts[name])
+        for name in ("recurrent_dropout", "zoneout"):
+            opts[name] = check_probability(name, opts[name])
+        if "leak_rate" in opts:
+            opts["leak_rate"] = check_leak_rate(opts["leak_rate"])
+        if "layer_norm" in opts:
+            opts["layer_norm"] = check_layer_norm(self._kind, opts["layer_norm"],
+                                                  getattr(self, "reset_after", True))
+        for name in ("go_backwards", "stateful"):
+            opts[name] = check_flag(name, opts[name])
+        check_choice("merge_mode", opts["merge_mode"], MERGE_MODES)
+        if opts["merge_mode"] != "concat" and not self.bidirectional:
+            raise ValueError(f"merge_mode={opts['merge_mode']!r} needs bidirectional=True (it "
+                             "merges the forward and backward outputs)")
+        self.__dict__.update(opts)
+
+    def _changed_options(self):
+        """{option: value} of the options that differ from their defaults."""
+        return {n: getattr(self, n) for n, d in self._options.items() if getattr(self, n) != d}
+
     def _names(self, layer, direction):
         """Parameter names of one layer-direction: w_ih, w_hh, b_ih, b_hh (+ extras)."""
         sfx = f"l{layer}" + ("_reverse" if direction else "")
         names = {"w_ih": f"weight_ih_{sfx}", "w_hh": f"weight_hh_{sfx}"}
         if self.bias:
             names.update(b_ih=f"bias_ih_{sfx}", b_hh=f"bias_hh_{sfx}")
+        if getattr(self, "layer_norm", False):
+            names["ln_gain"] = f"ln_gain_{sfx}"
+            if self._kind == "lstm":
+                names["ln_cell"] = f"ln_cell_{sfx}"
         return names
 
     def _param_shapes(self):
         """(name, shape) in PyTorch's state_dict order: layer, direction, then parameter."""
         GH, H, D = self._gates * self.hidden_size, self.hidden_size, self.num_directions
-        shapes = {"w_hh": (GH, H), "b_ih": (GH,), "b_hh": (GH,), "peephole": (3, H)}
+        shapes = {"w_hh": (GH, H), "b_ih": (GH,), "b_hh": (GH,), "peephole": (3, H),
+                  "ln_gain": (2, GH), "ln_cell": (2, H)}
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else D * H
             for direction in range(D):
@@ -131,8 +240,36 @@ class _RNNBase(Module):
                     yield name, (GH, in_size) if key == "w_ih" else shapes[key]
 
     def _cell_options(self, layer, direction):
-        """Keyword arguments of the functional calls beyond the common ones."""
+        """Keyword arguments of the functional calls beyond the common ones (the plain
+        cell's; the engine reads these too)."""
         return {}
+
+    def _variant_options(self, layer, direction, training, T, B):
+        """The variant keywords of one layer-direction's functional call: the fixed options,
+        the layer-norm parameters, and in training the random masks (docs/variants.md)."""
+        kw = {n: getattr(self, n) for n in ("activation", "recurrent_activation", "leak_rate")
+              if n in self._options}
+        kw["zoneout"] = self.zoneout
+        names = self._names(layer, direction)
+        if self.__dict__.get("layer_norm"):
+            if self._backend is not None:    # the checked signature; the kernels infer it
+                kw["layer_norm"] = True
+            kw.update({k: self.params[names[k]] for k in ("ln_gain", "ln_cell") if k in names})
+        if training:
+            kw.update(self._draw_masks(layer, direction, T, B))
+        return kw
+
+    def _draw_masks(self, layer, direction, T, B):
+        if self._variant_masks is not None:
+            return self._variant_masks[(layer, direction)]
+        H, rng, dt, out = self.hidden_size, self._rng, self.dtype, {}
+        if self.recurrent_dropout > 0:
+            out["recurrent_mask"] = _masks.recurrent_dropout_mask(
+                rng, self.recurrent_dropout, self._gates, B, H, dt)
+        if self.zoneout > 0:
+            for name in ("zoneout_mask", "zoneout_mask_c")[:len(self._states)]:
+                out[name] = _masks.zoneout_mask(rng, self.zoneout, T, B, H, dt)
+        return out
 
     def _fn(self, what):
         if self._backend is None:       # arguments checked here: functional's unchecked path
@@ -147,7 +284,8 @@ class _RNNBase(Module):
                               ("dropout", 0.0), ("bidirectional", False)):
             if getattr(self, name) != default:
                 opts.append(f"{name}={getattr(self, name)!r}")
-        opts += [f"{k}={v!r}" for k, v in self._extra_repr().items()]
+        opts += [f"{k}={v!r}" for k, v in {**self._extra_repr(),
+                                             **self._changed_options()}.items()]
         if self.dtype != np.float32:
             opts.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(opts)})"
@@ -217,15 +355,21 @@ class _RNNBase(Module):
 
     # -- forward ------------------------------------------------------------------------------
 
-    def __call__(self, x, hx=None, lengths=None, training=None):
+    def __call__(self, x, hx=None, lengths=None, training=None, mask=None):
         """Run the layer; see the class docstring for shapes. `training` (None = the
-        `training` attribute) applies dropout; the backward cache is kept unless gradients
-        are off (`fastrnn.no_grad()`, `requires_grad_(False)`)."""
+        `training` attribute) applies dropout and the variants' masks; the backward cache
+        is kept unless gradients are off (`fastrnn.no_grad()`, `requires_grad_(False)`).
+        `mask` (B, T) bool: Keras's mask (docs/variants.md), instead of `lengths`."""
         training = self._is_training(training)
         keep = self._keeps_cache()
         inp, lengths, form = self._time_major(x, lengths)
         T, B = inp.shape[:2]
+        steps = self._steps(mask, lengths, form, T, B)
+        if steps is not None:
+            inp, lengths = steps.gather(inp), steps.lengths
         states0 = self._check_states("{}_0", hx, None if form.kind == "unbatched" else B)
+        if hx is None and self.stateful and self._carried is not None:
+            states0 = self._carried_states(B)
         self._check_params()
 
         forward = self._fn("forward")
@@ -242,27 +386,103 @@ class _RNNBase(Module):
                     self.params.get(names.get("b_ih")), self.params.get(names.get("b_hh")),
                     *(None if s is None else s[i] for s in states0),
                     lengths=lengths, reverse=bool(direction), training=keep,
-                    **self._cell_options(layer, direction))
+                    **self._cell_options(layer, direction),
+                    **self._variant_options(layer, direction, training, T, B))
                 outs.append(out)
                 layer_caches.append(cache)
                 for f, s in zip(finals, state_n):
                     f.append(s)
+            caches.append(layer_caches)
+            if layer == L - 1:
+                break
             y = outs[0] if D == 1 else np.concatenate(outs, axis=2)
             mask = None
             dropout = self.dropout > 0 or self._dropout_masks is not None
-            if training and dropout and layer < L - 1:
+            if training and dropout:
                 mask = self._dropout_mask(layer, y.shape)
                 y = y * mask
-            caches.append(layer_caches)
             masks.append(mask)
             inp = y
-        state_n = tuple(form.state_to_user(np.stack(f)) for f in finals)
+        state_n = tuple(np.stack(f) for f in finals)
+        if self.stateful:
+            self._carried = tuple(s.copy() for s in state_n)
+        merged = self._merge(outs)
+        if steps is not None:
+            merged = [steps.scatter(y) for y in merged]
         if keep:
-            self._cache = dict(caches=caches, masks=masks, T=T, B=B, form=form)
+            self._cache = dict(caches=caches, masks=masks, T=T, B=B, form=form, steps=steps,
+                               outs=outs)
             self._cache_status = "train"
         else:
             self._cache, self._cache_status = None, "nograd"
-        return form.to_user(inp), self._pack(state_n)
+        out = [form.to_user(y) for y in merged]
+        state_n = tuple(form.state_to_user(s) for s in state_n)
+        return (out[0] if self.merge_mode is not None else tuple(out)), self._pack(state_n)
+
+    def _merge(self, outs):
+        """The last layer's direction outputs -> the list of outputs returned (one array,
+        or two for merge_mode=None), as Keras's Bidirectional merges them."""
+        if len(outs) == 1:
+            return outs
+        f, b = outs
+        mode = self.merge_mode
+        if mode is None:
+            return [f, b]
+        return [{"concat": lambda: np.concatenate(outs, axis=2), "sum": lambda: f + b,
+                 "ave": lambda: (f + b) * self.dtype.type(0.5), "mul": lambda: f * b}[mode]()]
+
+    def _unmerge(self, d_outs, outs):
+        """The adjoint of `_merge`: per direction gradient (or None)."""
+        if len(outs) == 1:
+            return d_outs
+        mode, H = self.merge_mode, self.hidden_size
+        if mode is None:
+            return d_outs
+        d = d_outs[0]
+        if d is None:
+            return [None, None]
+        if mode == "concat":
+            return [d[:, :, :H], d[:, :, H:]]
+        if mode == "sum":
+            return [d, d]
+        if mode == "ave":
+            return [d * self.dtype.type(0.5)] * 2
+        return [d * outs[1], d * outs[0]]
+
+    def _steps(self, mask, lengths, form, T, B):
+        """The _Steps of a call with `mask` or go_backwards, else None (checks `mask`)."""
+        if mask is None and not self.go_backwards:
+            return None
+        if form.kind == "packed":
+            raise ValueError("mask and go_backwards need a padded x, not a PackedSequence")
+        if mask is not None:
+            if lengths is not None:
+                raise ValueError("pass either lengths or mask, not both")
+            if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+                raise TypeError("mask must be a numpy.ndarray of dtype bool (B, T), got "
+                                f"{getattr(mask, 'dtype', type(mask).__name__)}")
+            want = (T,) if form.kind == "unbatched" else (B, T)
+            if mask.shape != want:
+                raise ValueError(f"mask must have shape {want} (batch, time), got {mask.shape}")
+            valid = mask.reshape(B, T).T
+        elif lengths is not None:
+            valid = np.arange(T)[:, None] < lengths[None, :]
+        else:
+            valid = np.ones((T, B), dtype=bool)
+        if self.go_backwards:
+            valid = valid[::-1]
+        return _Steps(valid, self.go_backwards, zero_output=self.bidirectional)
+
+    def _carried_states(self, B):
+        if self._carried[0].shape[1] != B:
+            raise ValueError(f"this stateful layer carries states of batch "
+                             f"{self._carried[0].shape[1]}, got a batch of {B}; call "
+                             "reset_states() to start new sequences")
+        return self._carried
+
+    def reset_states(self):
+        """Forget the final states a stateful layer carries into its next call."""
+        self._carried = None
 
     def _time_major(self, x, lengths):
         """x checked and made time-major (T, B, I) -> (x, lengths, _Form)."""
@@ -306,7 +526,16 @@ class _RNNBase(Module):
 
     def inference(self, precision="float32"):
         """An `InferenceEngine` (docs/engine.md) of this layer as it is now: its weights are
-        copied and packed once, so later changes to `params` do not reach the engine."""
+        copied and packed once, so later changes to `params` do not reach the engine.
+        The engine runs the plain cells: a variant option other than recurrent_dropout (a
+        no-op at inference) is refused."""
+        changed = {k: v for k, v in self._changed_options().items() if k != "recurrent_dropout"}
+        if getattr(self, "nonlinearity", "tanh") not in ("tanh", "relu"):
+            changed["nonlinearity"] = self.nonlinearity
+        if changed:
+            opts = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            raise ValueError(f"inference(): the engine runs the plain cells, and this layer has "
+                             f"{opts}; run the layer itself (under fastrnn.no_grad()) instead")
         return InferenceEngine(self, precision)
 
     # -- backward -----------------------------------------------------------------------------
@@ -342,12 +571,15 @@ class _RNNBase(Module):
 
         backward = self._fn("backward")
         d_states0 = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in self._states]
-        d_y = d_out
+        steps = cache["steps"]
+        if steps is not None:
+            d_out = [None if d is None else steps.scatter_grad(d) for d in d_out]
+        d_y = self._unmerge(d_out, cache["outs"])
         for layer in reversed(range(L)):
             d_in = None
             for direction in range(D):
                 i = layer * D + direction
-                d_half = d_y if d_y is None or D == 1 else d_y[:, :, direction * H:][:, :, :H]
+                d_half = d_y[direction]
                 g = backward(cache["caches"][layer][direction], d_half,
                              *(None if d is None else d[i] for d in d_states))
                 d_in = g.dx if d_in is None else d_in + g.dx
@@ -355,29 +587,45 @@ class _RNNBase(Module):
                     d0[i] = getattr(g, f"d{name}0")
                 self._accumulate(layer, direction, g)
             mask = cache["masks"][layer - 1] if layer else None
-            d_y = d_in * mask if mask is not None else d_in
-        return form.to_user(d_y), self._pack(tuple(form.state_to_user(d) for d in d_states0))
+            d_in = d_in * mask if mask is not None else d_in
+            d_y = [d_in] if D == 1 else [d_in[:, :, :H], d_in[:, :, H:]]
+        dx = d_in
+        if steps is not None:
+            dx = steps.gather_grad(dx)
+        return form.to_user(dx), self._pack(tuple(form.state_to_user(d) for d in d_states0))
 
     def _time_major_grad(self, d_out, T, B, form):
-        """d_out checked against the forward's form, as a time-major (T, B, D*H) or None."""
-        F = self.num_directions * self.hidden_size
+        """d_out checked against the forward's form: a list of time-major (T, B, F) or None,
+        one per returned output (two for merge_mode=None)."""
+        F = self.hidden_size * (self.num_directions if self.merge_mode == "concat" else 1)
+        if self.bidirectional and self.merge_mode is None:
+            if d_out is None:
+                return [None, None]
+            if not isinstance(d_out, (tuple, list)) or len(d_out) != 2:
+                raise TypeError("d_out must be a pair (d_forward, d_backward) or None for "
+                                f"merge_mode=None, got {type(d_out).__name__}")
+            return [self._one_grad(f"d_out[{k}]", d, T, B, F, form) for k, d in enumerate(d_out)]
+        return [self._one_grad("d_out", d_out, T, B, F, form)]
+
+    def _one_grad(self, name, d_out, T, B, F, form):
         if d_out is None:
             return None
         if form.kind == "packed":
-            data = _rnn.layout_of("d_out", d_out)[1] if _rnn.is_packed(d_out) else d_out
+            data = _rnn.layout_of(name, d_out)[1] if _rnn.is_packed(d_out) else d_out
             rows = len(form.layout.rows[0])
-            data = self._check_array("d_out", data, (rows, F), "(the shape of out.data)")
+            data = self._check_array(name, data, (rows, F), "(the shape of out.data)")
             return form.layout.pad(data)
         if form.kind == "unbatched":
-            return self._check_array("d_out", d_out, (T, F), "(the shape of out)")[:, None]
+            return self._check_array(name, d_out, (T, F), "(the shape of out)")[:, None]
         shape = (B, T, F) if form.batch_first else (T, B, F)
-        d_out = self._check_array("d_out", d_out, shape, "(the shape of out)")
+        d_out = self._check_array(name, d_out, shape, "(the shape of out)")
         return d_out.transpose(1, 0, 2) if form.batch_first else d_out
 
     def _accumulate(self, layer, direction, g):
         names = self._names(layer, direction)
         for key, field in (("w_ih", "dw_ih"), ("w_hh", "dw_hh"), ("b_ih", "db_ih"),
-                           ("b_hh", "db_hh"), ("peephole", "dpeephole")):
+                           ("b_hh", "db_hh"), ("peephole", "dpeephole"),
+                           ("ln_gain", "dln_gain"), ("ln_cell", "dln_cell")):
             if key in names:
                 self.grads[names[key]] += getattr(g, field)
 
@@ -400,7 +648,8 @@ class _RNNBase(Module):
         """A no-op, as on PyTorch's CPU (the kernels take the parameters as they are)."""
 
     def _drop_cache(self):
-        self._cache, self._cache_status = None, "none"
+        """After a dtype change: no cache, and no carried states of the old dtype."""
+        self._cache, self._cache_status, self._carried = None, "none", None
 
 
 class LSTM(_RNNBase):
@@ -414,16 +663,18 @@ class LSTM(_RNNBase):
     """
 
     _kind, _gates, _states = "lstm", 4, ("h", "c")
+    _options = dict(_RNNBase._options, activation="tanh", recurrent_activation="sigmoid",
+                    layer_norm=False)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False,
-                 dtype=np.float32, seed=None, _backend=None):
+                 dtype=np.float32, seed=None, _backend=None, **options):
         if proj_size != 0:
             raise ValueError(f"proj_size must be 0: LSTM output projections (proj_size="
                              f"{proj_size!r}) are not supported yet")
         self.peephole = check_flag("peephole", peephole)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, _backend)
+                         bidirectional, dtype, seed, _backend, **options)
 
     def _names(self, layer, direction):
         names = super()._names(layer, direction)
@@ -450,13 +701,15 @@ class GRU(_RNNBase):
     """
 
     _kind, _gates = "gru", 3
+    _options = dict(_RNNBase._options, activation="tanh", recurrent_activation="sigmoid",
+                    layer_norm=False, leak_rate=1.0)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, reset_after=True, dtype=np.float32,
-                 seed=None, _backend=None):
+                 seed=None, _backend=None, **options):
         self.reset_after = check_flag("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, _backend)
+                         bidirectional, dtype, seed, _backend, **options)
 
     def _cell_options(self, layer, direction):
         return {"reset_after": self.reset_after}
@@ -466,23 +719,23 @@ class GRU(_RNNBase):
 
 
 class SimpleRNN(_RNNBase):
-    """Elman recurrent layer, `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, act tanh or relu
-    (`torch.nn.RNN`; the arguments keep its positional order, nonlinearity fourth).
+    """Elman recurrent layer, `h' = act(W_ih x + b_ih + W_hh h + b_hh)` (`torch.nn.RNN`; the
+    arguments keep its positional order, nonlinearity fourth): act = nonlinearity, one of
+    the six activations of docs/variants.md (PyTorch has tanh and relu).
 
         out, h_n = rnn(x, h_0=None, lengths=None)
         dx, dh_0 = rnn.backward(d_out, dh_n=None)
     """
 
     _kind, _gates = "rnn", 1
+    _options = dict(_RNNBase._options, layer_norm=False, leak_rate=1.0)
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
-                 seed=None, _backend=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+                 seed=None, _backend=None, **options):
+        self.nonlinearity = check_activation("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, _backend)
+                         bidirectional, dtype, seed, _backend, **options)
 
     def _cell_options(self, layer, direction):
         return {"nonlinearity": self.nonlinearity}
