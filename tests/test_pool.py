@@ -211,14 +211,17 @@ SOAK_SECONDS = float(os.environ.get("FASTRNN_SOAK_SECONDS", "2"))
 @pytest.mark.slow
 @pytest.mark.timeout(SOAK_SECONDS + 120)
 def test_soak_concurrent_calls_while_thread_count_changes(restore_threads):
-    """N Python threads call one layer (inference) and the functional kernels
-    (forward + backward) for FASTRNN_SOAK_SECONDS (default 2; a minute for a
+    """N Python threads call one layer (inference), one inference engine (a
+    bidirectional call and a unidirectional engine's step) and the functional
+    kernels (forward + backward) for FASTRNN_SOAK_SECONDS (default 2; a minute for a
     real soak) while another thread keeps changing set_num_threads. Every
     result equals the sequential one bit for bit (results do not depend on the
     thread count, nor on whether the pool was busy); nothing hangs."""
     import threading
     rng = np.random.default_rng(11)
     layer = fastrnn.LSTM(16, 48, num_layers=2, bidirectional=True, seed=4).eval()
+    engine = layer.inference()
+    stepper = fastrnn.GRU(16, 24, num_layers=2, seed=5).inference()
     H, G = 40, 3
     w_ih = (0.2 * rng.standard_normal((G * H, 16))).astype(np.float32)
     w_hh = (0.2 * rng.standard_normal((G * H, H))).astype(np.float32)
@@ -227,9 +230,12 @@ def test_soak_concurrent_calls_while_thread_count_changes(restore_threads):
     def compute(i):
         x = inputs[i]
         out, _ = layer(x)
+        y_eng, (h_eng, _) = engine(x)
+        y_t, h_t = stepper.step(x[0])
+        y_t, h_t = stepper.step(x[1], h_t)
         fwd = F.gru_forward(x, w_ih, w_hh, lengths=np.arange(x.shape[1]) % 10 + 1)
         g = F.gru_backward(fwd[-1], np.cos(fwd[0]))
-        return [out, fwd[0], g.dx, g.dw_ih, g.dw_hh, g.db_ih]
+        return [out, y_eng, h_eng, y_t, h_t, fwd[0], g.dx, g.dw_ih, g.dw_hh, g.db_ih]
 
     F.set_num_threads(1)
     expected = [compute(i) for i in range(len(inputs))]
