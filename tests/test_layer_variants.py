@@ -14,6 +14,7 @@ import pytest
 
 import fastrnn
 from fastrnn import GRU, LSTM, SimpleRNN, masks, no_grad, reference
+from _util import numeric_grad
 
 CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -170,19 +171,6 @@ def test_cpp_layer_backward_matches_reference_layer(name, dtype):
     for k in want[3]:
         np.testing.assert_allclose(got[3][k], want[3][k], err_msg=k, **tol)
         assert np.any(want[3][k] != 0), k          # every parameter gets a gradient
-
-
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        up = f()
-        a[i] = old - eps
-        down = f()
-        a[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 FD_CASES = ["lstm_activations", "lstm_layer_norm", "lstm_recurrent_dropout", "lstm_zoneout",
