@@ -71,6 +71,15 @@ def check_lengths(lengths, T, B):
     return arr.astype(np.int64)
 
 
+def check_layer_lengths(lengths, T, B, batch_first):
+    """`check_lengths` for a layer's call, naming the time axis of the caller's layout."""
+    try:
+        return check_lengths(lengths, T, B)
+    except ValueError as e:
+        axis = f"x.shape[{int(batch_first)}]"
+        raise ValueError(str(e).replace("x.shape[0]", axis)) from None
+
+
 def check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, lengths=None,
                   peephole=None, w_hr=None):
     """Validate a *_forward call; returns a dict of checked arrays and sizes. R is the

@@ -13,7 +13,7 @@ sequential calls.
 """
 import numpy as np
 
-from ._checks import check_lengths
+from ._checks import check_layer_lengths
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -153,11 +153,7 @@ class InferenceEngine:
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
         x = self._array("x", x, x.shape[:2] + (self.input_size,), order)
         if lengths is not None:
-            try:
-                lengths = check_lengths(lengths, T, B)
-            except ValueError as e:          # name the time axis the caller used
-                axis = f"x.shape[{int(self.batch_first)}]"
-                raise ValueError(str(e).replace("x.shape[0]", axis)) from None
+            lengths = check_layer_lengths(lengths, T, B, self.batch_first)
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
         s0 = self._state("state", state, (L * D, B, H), "(num_layers * num_directions, batch, "
                          "hidden_size)")

@@ -42,7 +42,7 @@ import numpy as np
 from . import functional, masks as _masks
 from .engine import InferenceEngine
 from ._checks import (check_activation, check_choice, check_flag, check_layer_norm,
-                      check_lengths, check_leak_rate, check_probability)
+                      check_layer_lengths, check_leak_rate, check_probability)
 from ._errors import ArgumentError, ArgumentTypeError
 from .nn import IncompatibleKeys, Module, _check_dtype, _check_size, as_generator  # noqa: F401
 from .utils import rnn as _rnn
@@ -511,11 +511,7 @@ class _RNNBase(Module):
         order = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         x = self._check_array("x", x, x.shape[:2] + (self.input_size,), order)
         if lengths is not None:
-            try:
-                lengths = check_lengths(lengths, T, B)
-            except ValueError as e:          # name the time axis the caller used
-                axis = f"x.shape[{int(self.batch_first)}]"
-                raise ValueError(str(e).replace("x.shape[0]", axis)) from None
+            lengths = check_layer_lengths(lengths, T, B, self.batch_first)
         inp = np.ascontiguousarray(x.transpose(1, 0, 2)) if self.batch_first else x
         return inp, lengths, _Form("batched", self.batch_first)
 
