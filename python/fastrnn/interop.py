@@ -45,16 +45,15 @@ def from_torch(module, *, dtype=None, seed=None):
     Copies every option (num_layers, bias, batch_first, dropout, bidirectional,
     nonlinearity), the weights and the training flag. `dtype`: float64 when the module is
     float64, else float32 (half-precision weights are widened), unless given. `seed`
-    seeds the layer's dropout masks. An LSTM with proj_size > 0 is refused.
+    seeds the layer's dropout masks. An LSTM's proj_size is copied too.
     """
     mode = getattr(module, "mode", None)
     if mode not in _TORCH_MODES or not hasattr(module, "state_dict"):
         raise TypeError("module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN, "
                         f"got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"module has proj_size={module.proj_size}: LSTM output projections "
-                         "have no fastrnn equivalent yet (build the module with proj_size=0)")
     cls, extra = _TORCH_MODES[mode]
+    if getattr(module, "proj_size", 0):
+        extra = dict(extra, proj_size=module.proj_size)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     found = str(next(iter(state.values())).dtype).replace("torch.", "")
     layer = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
