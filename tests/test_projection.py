@@ -192,3 +192,19 @@ def test_inference_engine_and_onnx_refuse_proj_size_by_name():
     from fastrnn.onnx import export
     with pytest.raises(ValueError, match="proj_size"):
         export(layer)
+
+
+def test_benchmark_row_runs():
+    """benchmarks/projection.py (the grid row of docs/variants.md) on a tiny shape: it
+    prints both modes' measured ratio beside the GEMM-flop prediction."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "projection.py"), "--shape",
+                          "4,3,8,16", "--budget", "0"], capture_output=True, text=True,
+                         timeout=60, env={**__import__("os").environ,
+                                          "PYTHONPATH": str(root / "python")})
+    assert run.returncode == 0, run.stderr
+    for mode in ("training", "inference"):
+        assert f"{mode} proj/plain x" in run.stdout and "GEMM flops predict x" in run.stdout
