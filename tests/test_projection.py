@@ -188,6 +188,9 @@ def test_inference_engine_and_onnx_refuse_proj_size_by_name():
     with fastrnn.no_grad():           # the cache-free forward the message points to
         out, _ = layer(np.zeros((T, B, I), np.float32))
     assert out.shape == (T, B, P)
+    from fastrnn.interop import to_keras_weights
+    with pytest.raises(ValueError, match="proj_size=3"):
+        to_keras_weights(layer)
     pytest.importorskip("onnx")
     from fastrnn.onnx import export
     with pytest.raises(ValueError, match="proj_size"):

@@ -213,7 +213,8 @@ def to_keras_weights(layer):
     The Keras layer: LSTM / GRU (same `reset_after`) / SimpleRNN (same activation) with
     `units=hidden_size` and `use_bias=bias`, wrapped in `Bidirectional(merge_mode='concat')`
     when the layer is bidirectional (forward weights then backward, as Keras lists them).
-    One Keras layer holds one fastrnn layer, so num_layers must be 1; peepholes are refused.
+    One Keras layer holds one fastrnn layer, so num_layers must be 1; peepholes and
+    proj_size are refused.
     """
     _check_layer(layer)
     if layer.num_layers != 1:
@@ -223,6 +224,9 @@ def to_keras_weights(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_keras_weights: this LSTM has peephole=True; Keras 3's LSTM has "
                          "no peephole weights")
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"to_keras_weights: this LSTM has proj_size={layer.proj_size}; Keras "
+                         "3's LSTM has no projection")
     gru = isinstance(layer, GRU)
     swap = (lambda a, axis: _swap_zr(a, axis)) if gru else (lambda a, axis: a)
     out = []
