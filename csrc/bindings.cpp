@@ -101,13 +101,18 @@ Arr<S> zeros(const char* name, std::initializer_list<Index> shape) {
     return a;
 }
 
-// Sizes from x and w_hh, and the checks every entry point shares.
+// Sizes from x and w_hh (and an LSTM projection's w_hr (P, H), whose w_hh
+// is (G*H, P)), and the checks every entry point shares.
 template <typename S>
-Dims dims_of(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, Index G) {
+Dims dims_of(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, Index G, const Arr<S>* w_hr = nullptr) {
     require(x.ndim() == 3, "x must have rank 3 (T, B, I), got shape " + shape_str(x));
-    require(w_hh.ndim() == 2 && w_hh.shape(0) == G * w_hh.shape(1),
+    if (w_hr) {
+        require(w_hr->ndim() == 2 && w_hr->shape(0) > 0, "w_hr must have shape (P, H), got " + shape_str(*w_hr));
+        check_shape(w_hh, {G * w_hr->shape(1), w_hr->shape(0)}, "w_hh");
+    }
+    require(w_hh.ndim() == 2 && (w_hr || w_hh.shape(0) == G * w_hh.shape(1)),
             "w_hh must have shape (G*H, H), got " + shape_str(w_hh));
-    Dims d{x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1)};
+    Dims d{x.shape(0), x.shape(1), x.shape(2), w_hr ? w_hr->shape(1) : w_hh.shape(1)};
     checked_size({d.T + 1, d.B, G * d.H}, "the outputs of x and w_hh");
     check_shape(w_ih, {G * d.H, d.I}, "w_ih");
     return d;
@@ -158,6 +163,7 @@ struct CacheData {
     py::object ln_gain = py::none(), ln_cell = py::none();  // layer_norm's parameters
     py::object lnx = py::none(), lnh = py::none(), lnc = py::none(), rstd = py::none();  // and saved arrays
     py::object gates = py::none(), hs = py::none(), cs = py::none(), hn = py::none();  // None where absent
+    py::object w_hr = py::none(), ms = py::none();  // an LSTM projection and its saved m
 };
 template <CellKind K>
 struct CellCache : CacheData {};
@@ -171,6 +177,7 @@ struct ForwardResult {
 struct GradsResult {
     py::object dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dpeephole;
     py::object dln_gain = py::none(), dln_cell = py::none();  // with layer_norm
+    py::object dw_hr = py::none();                            // with a projection
 };
 
 constexpr const char* kActivations[] = {"tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "softsign"};
@@ -189,7 +196,7 @@ template <typename S>
 struct VariantArgs {
     std::string activation = "tanh", recurrent_activation = "sigmoid";
     double leak_rate = 1, zoneout = 0;
-    std::optional<Arr<S>> zoneout_mask, zoneout_mask_c, recurrent_mask, ln_gain, ln_cell;
+    std::optional<Arr<S>> zoneout_mask, zoneout_mask_c, recurrent_mask, ln_gain, ln_cell, w_hr;
 };
 
 template <typename S>
@@ -243,18 +250,25 @@ ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
                       bool option, const VariantArgs<S>& v = {}) {
     const Index G = kernels::gates(K);
     const int NS = kernels::states(K);
-    const Dims d = dims_of(x, w_ih, w_hh, G);
+    require(!v.w_hr || K == CellKind::lstm, "w_hr (a projection) is an LSTM's");
+    const Dims d = dims_of(x, w_ih, w_hh, G, v.w_hr ? &*v.w_hr : nullptr);
     Weights<S> w = weights(d, G, w_ih, w_hh, b_ih, b_hh);
     if (peephole) {
         check_shape(*peephole, {3, d.H}, "peephole");
         w.peephole = peephole->data();
     }
-    check_shape(h0, {d.B, d.H}, "h0");
+    if (v.w_hr) {  // the blends and masks of h assume h has H units
+        require(!v.recurrent_mask && !v.zoneout_mask && !v.zoneout_mask_c && v.zoneout == 0,
+                "w_hr (proj_size) cannot be combined with recurrent_mask or zoneout");
+        w.w_hr = v.w_hr->data(), w.P = v.w_hr->shape(0);
+    }
+    const Index R = w.R(d.H);
+    check_shape(h0, {d.B, R}, "h0");
     require(c0.has_value() == (NS == 2), "c0 must be given exactly for an LSTM");
     if (c0) check_shape(*c0, {d.B, d.H}, "c0");
     const std::int64_t* len = lengths_ptr(lengths, d);
     ForwardResult r;
-    Arr<S> out = sequence<S>("out", d, d.H, len), h_n = empty<S>("h_n", {d.B, d.H});
+    Arr<S> out = sequence<S>("out", d, R, len), h_n = empty<S>("h_n", {d.B, R});
     r.out = out, r.h_n = h_n;
     States<S*> s_n{h_n.mutable_data(), nullptr};
     if (NS == 2) {
@@ -279,7 +293,11 @@ ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
         };
         if (K != CellKind::rnn || opt.blends())  // a blended SimpleRNN keeps ĥ there
             keep("the training cache (gates)", {d.T, d.B, G * d.H}, cache.gates, c.gates);
-        keep("the training cache (h)", {d.T + 1, d.B, d.H}, cache.hs, c.hs);
+        keep("the training cache (h)", {d.T + 1, d.B, R}, cache.hs, c.hs);
+        if (v.w_hr) {
+            c.w_hr = *v.w_hr;
+            keep("the training cache (m)", {d.T, d.B, d.H}, cache.ms, c.ms);
+        }
         if (K == CellKind::lstm) keep("the training cache (c)", {d.T + 1, d.B, d.H}, cache.cs, c.cs);
         if (K == CellKind::gru && option) keep("the training cache (n)", {d.T, d.B, d.H}, cache.hn, c.hn);
         if (opt.ln_gain) {
@@ -319,14 +337,22 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
             "the cache's arrays must have the gradients' dtype");
     const Arr<S> x = py::reinterpret_borrow<Arr<S>>(c.x), w_ih = py::reinterpret_borrow<Arr<S>>(c.w_ih),
                  w_hh = py::reinterpret_borrow<Arr<S>>(c.w_hh);
-    const Dims d = dims_of(x, w_ih, w_hh, G);
+    std::optional<Arr<S>> w_hr;
+    if (!c.w_hr.is_none()) {
+        require(py::isinstance<Arr<S>>(c.w_hr), "the cache's arrays must have the gradients' dtype");
+        w_hr = py::reinterpret_borrow<Arr<S>>(c.w_hr);
+    }
+    const Dims d = dims_of(x, w_ih, w_hh, G, w_hr ? &*w_hr : nullptr);
     Weights<S> w{w_ih.data(), w_hh.data(), nullptr, nullptr};
+    if (w_hr) w.w_hr = w_hr->data(), w.P = w_hr->shape(0);
+    const Index R = w.R(d.H);
     if (!c.peephole.is_none()) w.peephole = cache_array<S>(c.peephole, {3, d.H}, "peephole");
     const Lengths lengths = c.lengths.is_none() ? Lengths() : Lengths(py::cast<py::array_t<std::int64_t, py::array::c_style>>(c.lengths));
     const std::int64_t* len = lengths_ptr(lengths, d);
     Cache<S> cache;
     if (K != CellKind::rnn || !c.gates.is_none()) cache.gates = cache_array<S>(c.gates, {d.T, d.B, G * d.H}, "gates");
-    cache.hs = cache_array<S>(c.hs, {d.T + 1, d.B, d.H}, "hs");
+    cache.hs = cache_array<S>(c.hs, {d.T + 1, d.B, R}, "hs");
+    if (w_hr) cache.ms = cache_array<S>(c.ms, {d.T, d.B, d.H}, "ms");
     if (K == CellKind::lstm) cache.cs = cache_array<S>(c.cs, {d.T + 1, d.B, d.H}, "cs");
     if (K == CellKind::gru && c.option) cache.hn = cache_array<S>(c.hn, {d.T, d.B, d.H}, "hn");
     const Options<S> opt = options_of<S>(c);
@@ -336,12 +362,12 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
         cache.rstd = cache_array<S>(c.rstd, {d.T, d.B, 3}, "rstd");
         if (opt.ln_cell) cache.lnc = cache_array<S>(c.lnc, {d.T, d.B, d.H}, "lnc");
     }
-    check_shape(d_out, {d.T, d.B, d.H}, "d_out");
-    check_shape(d_h_n, {d.B, d.H}, "d_h_n");
+    check_shape(d_out, {d.T, d.B, R}, "d_out");
+    check_shape(d_h_n, {d.B, R}, "d_h_n");
     require(d_c_n.has_value() == (NS == 2), "d_c_n must be given exactly for an LSTM");
     if (d_c_n) check_shape(*d_c_n, {d.B, d.H}, "d_c_n");
-    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, d.H}),
-           dw_ih = empty<S>("dw_ih", {G * d.H, d.I}), dw_hh = empty<S>("dw_hh", {G * d.H, d.H}),
+    Arr<S> dx = sequence<S>("dx", d, d.I, len), dh0 = empty<S>("dh0", {d.B, R}),
+           dw_ih = empty<S>("dw_ih", {G * d.H, d.I}), dw_hh = empty<S>("dw_hh", {G * d.H, R}),
            db_ih = empty<S>("db_ih", {G * d.H}), db_hh = empty<S>("db_hh", {G * d.H});
     GradsResult r{dx, dh0, py::none(), dw_ih, dw_hh, db_ih, db_hh, py::none()};
     Grads<S> g;
@@ -367,6 +393,11 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
         g.dln_cell = dc.mutable_data();
         r.dln_cell = dc;
     }
+    if (w_hr) {
+        Arr<S> dp = empty<S>("dw_hr", {R, d.H});
+        g.dw_hr = dp.mutable_data();
+        r.dw_hr = dp;
+    }
     {
         py::gil_scoped_release nogil;
         kernels::backward<S>({K, c.option}, d, x.data(), w, opt, len, c.reverse, cache, d_out.data(),
@@ -386,7 +417,8 @@ void bind_cache(py::module_& m, const char* name) {
         .def_readonly("reverse", &CacheData::reverse)
         .def_readonly("hs", &CacheData::hs);
     if (K != CellKind::rnn) c.def_readonly("gates", &CacheData::gates);
-    if (K == CellKind::lstm) c.def_readonly("peephole", &CacheData::peephole).def_readonly("cs", &CacheData::cs);
+    if (K == CellKind::lstm)
+        c.def_readonly("peephole", &CacheData::peephole).def_readonly("cs", &CacheData::cs).def_readonly("w_hr", &CacheData::w_hr);
     if (K == CellKind::gru) c.def_readonly("reset_after", &CacheData::option).def_readonly("hn", &CacheData::hn);
     if (K == CellKind::rnn) c.def_property_readonly("nonlinearity", [](const CellCache<K>& self) {
         return self.option ? "relu" : kActivations[static_cast<int>(self.act)];
@@ -411,11 +443,12 @@ void bind_dtype(py::module_& m) {
              const Arr<S>& h0, const Arr<S>& c0, const std::optional<Arr<S>>& peephole, const Lengths& lengths,
              bool reverse, bool training, std::string activation, std::string recurrent_activation, double zoneout,
              std::optional<Arr<S>> zoneout_mask, std::optional<Arr<S>> zoneout_mask_c,
-             std::optional<Arr<S>> recurrent_mask, std::optional<Arr<S>> ln_gain, std::optional<Arr<S>> ln_cell) {
+             std::optional<Arr<S>> recurrent_mask, std::optional<Arr<S>> ln_gain, std::optional<Arr<S>> ln_cell,
+             std::optional<Arr<S>> w_hr) {
               return forward<S, CellKind::lstm>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lengths, reverse,
                                                 training, false,
                                                 {activation, recurrent_activation, 1.0, zoneout, zoneout_mask,
-                                                 zoneout_mask_c, recurrent_mask, ln_gain, ln_cell});
+                                                 zoneout_mask_c, recurrent_mask, ln_gain, ln_cell, w_hr});
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
@@ -424,7 +457,7 @@ void bind_dtype(py::module_& m) {
           py::arg("recurrent_activation") = "sigmoid", py::arg("zoneout") = 0.0,
           py::arg("zoneout_mask").noconvert() = py::none(), py::arg("zoneout_mask_c").noconvert() = py::none(),
           py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none(),
-          py::arg("ln_cell").noconvert() = py::none());
+          py::arg("ln_cell").noconvert() = py::none(), py::arg("w_hr").noconvert() = py::none());
     m.def("gru_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
              const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool reset_after,
@@ -487,7 +520,8 @@ void bind_results(py::module_& m) {
         .def_readonly("db_hh", &GradsResult::db_hh)
         .def_readonly("dpeephole", &GradsResult::dpeephole)
         .def_readonly("dln_gain", &GradsResult::dln_gain)
-        .def_readonly("dln_cell", &GradsResult::dln_cell);
+        .def_readonly("dln_cell", &GradsResult::dln_cell)
+        .def_readonly("dw_hr", &GradsResult::dw_hr);
     bind_cache<CellKind::lstm>(m, "LSTMCache");
     bind_cache<CellKind::gru>(m, "GRUCache");
     bind_cache<CellKind::rnn>(m, "RNNCache");

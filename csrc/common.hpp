@@ -77,6 +77,10 @@ struct Weights {
     const S* b_ih;  // (G*H)
     const S* b_hh;  // (G*H)
     const S* peephole = nullptr;  // (3, H): p_i, p_f, p_o
+    const S* w_hr = nullptr;      // (P, H) LSTM projection (proj_size P); then w_hh is (G*H, P)
+    Index P = 0;                  // proj_size, 0 without w_hr
+    // Width of the recurrent state h (and the output): P with a projection, else H.
+    Index R(Index H) const { return w_hr ? P : H; }
 };
 
 }  // namespace fastrnn

@@ -1102,8 +1102,43 @@ def test_module_surface_rejects():
         with pytest.raises(TypeError, match="dtype must be float32 or float64"):
             layer.to(dtype)
     assert layer.dtype == F32 and all(p.dtype == F32 for p in layer.parameters())
-    with pytest.raises(ValueError, match="proj_size must be 0"):
-        LSTM(I, H, proj_size=2)
+    for bad, err, msg in ((-1, ValueError, "proj_size must be >= 0"),
+                          (H, ValueError, r"proj_size \(6\) must be smaller than hidden_size"),
+                          (1.5, TypeError, "proj_size must be an int, got float"),
+                          (True, TypeError, "proj_size must be an int, got bool")):
+        with pytest.raises(err, match=msg):
+            LSTM(I, H, proj_size=bad)
+
+
+@needs_cpp
+def test_projection_rejects():
+    """LSTM proj_size (tests/test_projection.py): the kernels refuse what they do not fuse
+    with a projection, and the layer's P-wide states and gradients are checked by shape."""
+    rng = np.random.default_rng(0)
+    x, w_ih, w_hh, w_hr = (rng.standard_normal(s) for s in ((2, 2, I), (4 * H, I), (4 * H, 2),
+                                                             (2, H)))
+    with pytest.raises(ValueError, match="w_hr .proj_size. cannot be combined"):
+        cpp.lstm_forward(x, w_ih, w_hh, w_hr=w_hr, zoneout=0.1)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        cpp.lstm_forward(x, w_ih, w_hh, w_hr=w_hr, recurrent_mask=np.ones((4, 2, 2)))
+    with pytest.raises(ValueError, match=r"w_hr must have shape \(2, 6\), got \(3, 6\)"):
+        cpp.lstm_forward(x, w_ih, w_hh, w_hr=np.ones((3, H)))
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 2\)"):
+        cpp.lstm_forward(x, w_ih, w_hh, np.zeros(4 * H), np.zeros(4 * H), np.zeros((2, H)), w_hr=w_hr)
+    before = [a.copy() for a in (x, w_ih, w_hh, w_hr)]
+    cache = cpp.lstm_forward(x, w_ih, w_hh, w_hr=w_hr)[3]
+    with pytest.raises(ValueError, match=r"d_out must have shape \(2, 2, 2\)"):
+        cpp.lstm_backward(cache, np.zeros((2, 2, H)))
+    with pytest.raises(ValueError, match=r"d_c_n must have shape \(2, 6\)"):
+        cpp.lstm_backward(cache, None, None, np.zeros((2, 2)))
+    assert all(np.array_equal(a, b) for a, b in zip((x, w_ih, w_hh, w_hr), before))
+    layer = LSTM(I, H, proj_size=2, seed=0)
+    xl = np.zeros((2, 2, I), F32)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 2, 2\) .*proj_size"):
+        layer(xl, (np.zeros((1, 2, H), F32), None))
+    layer(xl)
+    with pytest.raises(ValueError, match=r"d_out must have shape \(2, 2, 2\)"):
+        layer.backward(np.zeros((2, 2, H), F32))
 
 
 def test_save_load_reject(tmp_path):

@@ -2,7 +2,9 @@
 // docs/functional.md, docs/variants.md), ract = σ and act = tanh by default:
 //   i = ract(Wx + Wh + b [+ p_i⊙c])   f = ract(… [+ p_f⊙c])   g = act(…)
 //   c' = f⊙c + i⊙g                     o = ract(… [+ p_o⊙c'])   h' = o⊙act(c')
-// then the driver's blend (zoneout of h and c). With c zoned out the cache
+// then the driver's blend (zoneout of h and c). With a projection (proj_size
+// P) m = o⊙act(c') and h' = m·W_hrᵀ (ForwardStep::project; backward: dm =
+// dh·W_hr first, BackwardStep::project_back). With c zoned out the cache
 // keeps the zoned c, and backward recomputes c' = f⊙c + i⊙g. With layer_norm
 // (whole rows) h' = o⊙act(ĉ), ĉ = γ_c⊙LN(c') + β_c; the cache keeps LN(c')
 // and its rstd (Cache::lnc, rstd).
@@ -102,16 +104,17 @@ struct LSTMCell : CellBase<S> {
     template <typename Step>
     static void forward(const Step& st) {
         const Index H = st.H, GH = 4 * H, u = st.u, n = st.len;
-        st.product(0, st.prev[0], H, st.gh, GH, false);
+        st.product(0, st.prev[0], st.R, st.gh, GH, false);
         S* gates = st.train() ? st.gx : st.gh;  // inference: gates replace their pre-activations
         const S* peep = Peep ? st.w.peep() + u : nullptr;
         const bool keep_ln = st.w.opt.ln_cell && st.train();
         st.each_row([&](Index r) {
             const Index at = st.s * st.B + r;
             step(st.w.opt, st.gx + r * GH + u, st.gh + r * GH + u, st.bias() + u, peep, st.prev[1] + r * H + u,
-                 gates + r * GH + u, st.next[1] + r * H + u, st.next[0] + r * H + u, H, n,
+                 gates + r * GH + u, st.next[1] + r * H + u, st.h_cell(r), H, n,
                  keep_ln ? st.cache.lnc + at * H : nullptr, keep_ln ? st.cache.rstd + at * 3 + 2 : nullptr);
         });
+        st.project();
     }
 
     template <typename Step>
@@ -120,16 +123,17 @@ struct LSTMCell : CellBase<S> {
         const S* peep = Peep ? st.peephole + u : nullptr;
         const bool zoned = st.opt.blends(1), ln = st.opt.ln_cell != nullptr;
         S* dchat = ln ? st.scratch + st.s * st.B * H : nullptr;
+        st.project_back();
         st.each_row([&](Index r) {
             const Index at = st.s * st.B + r;
             step_backward(st.opt, st.gates + r * GH + u, peep, st.prev[1] + r * H + u,
-                          zoned ? nullptr : st.next[1] + r * H + u, st.dstate[0] + r * H + u,
+                          zoned ? nullptr : st.next[1] + r * H + u, st.dh(r),
                           st.dstate[1] + r * H + u, st.dG + r * GH + u, H, n, ln ? st.cache.lnc + at * H : nullptr,
                           ln ? st.cache.rstd[at * 3 + 2] : S(0), ln ? dchat + r * H + u : nullptr);
         });
         if (ln) st.zero_ended(dchat, H, 1);
         st.sync();  // the product reads every unit of dG
-        st.product(0, st.dG, GH, st.dstate[0], H, false);
+        st.product(0, st.dG, GH, st.dstate[0], st.R, false);
     }
 
     // Backward scratch: layer_norm's dĉ of every step.

@@ -27,7 +27,8 @@ using States = std::array<S, 2>;  // (h, c); c unused by one-state cells
 // One layer-direction's weights ready for the forward pass: W_ih and the
 // cell's recurrent products packed for this CPU in weight format W
 // (core/weights.hpp: the layer's dtype, bf16 or int8), the biases folded,
-// the rest copied. Made per call (functional API) or once (inference
+// the rest copied. With an LSTM projection (Weights::w_hr), W_hh is
+// (G·H, P) and W_hr (P, H) is packed too. Made per call (functional API) or once (inference
 // engine); it owns copies, so the caller's arrays may change afterwards.
 template <typename S, typename Cell, typename W = NativeFormat<S>>
 struct PackedLayer {
@@ -35,6 +36,9 @@ struct PackedLayer {
     using Matrix = typename W::Matrix;
     Matrix w_ih;                         // (G·H, I)
     std::array<Matrix, kProducts> w_hh;  // Cell::kProducts' gate rows of W_hh
+    Matrix w_hr;                         // (P, H) projection; empty without one
+    bool projects;                       // an LSTM projection: h = m·W_hrᵀ
+    Index R;                             // width of h: P with a projection, else H
     Buffer<S> bias;      // (G·H): b_ih + b_hh on the first Cell::kFolded gates, b_ih beyond
     Buffer<S> b_hh;      // (G·H)
     Buffer<S> peephole;  // (3, H), empty without peepholes
@@ -42,13 +46,14 @@ struct PackedLayer {
 
     PackedLayer(const Weights<S>& w, Index I, Index H, const Options<S>& o = {},
                 const typename W::Config& cfg = {})
-        : opt(o) {
+        : projects(w.w_hr != nullptr), R(w.R(H)), opt(o) {
         const Index GH = Cell::kGates * H;
         W::pack(w_ih, cfg, w.w_ih, 1, GH, I, "w_ih");
         for (std::size_t k = 0; k < kProducts; ++k) {
             const Product p = Cell::kProducts[k];
-            W::pack(w_hh[k], cfg, w.w_hh + p.gate0 * H * H, p.gates, H, H, "w_hh");
+            W::pack(w_hh[k], cfg, w.w_hh + p.gate0 * H * R, p.gates, H, R, "w_hh");
         }
+        if (projects) W::pack(w_hr, cfg, w.w_hr, 1, R, H, "w_hr");
         bias.assign(w.b_ih, w.b_ih + GH);
         ArrMap<S>(bias.data(), Cell::kFolded * H) += ConstArrMap<S>(w.b_hh, Cell::kFolded * H);
         b_hh.assign(w.b_hh, w.b_hh + GH);
@@ -81,12 +86,12 @@ const S* mask_row(const Options<S>& o, Index g, const Schedule& sch, Index r, In
     return o.rmask + (g * B + sch.row(r)) * H + u;
 }
 
-// The thread team of a loop; layer norm reduces over whole rows, so it takes
-// the row split (or one thread) where the unit split would be chosen.
-template <typename S>
-TeamPlan plan_for(const Schedule& sch, Index panels, Index B, Index step_work, const Options<S>& o) {
+// The thread team of a loop; layer norm reduces over whole rows and a
+// projection reads every unit of m, so both (whole_rows) take the row split
+// (or one thread) where the unit split would be chosen.
+inline TeamPlan plan_for(const Schedule& sch, Index panels, Index B, Index step_work, bool whole_rows) {
     TeamPlan plan = plan_team(sch, panels, B, step_work);
-    if (o.ln_gain && plan.threads > 1 && !plan.by_rows) plan = {static_cast<int>(std::min<Index>(plan.threads, B)), true};
+    if (whole_rows && plan.threads > 1 && !plan.by_rows) plan = {static_cast<int>(std::min<Index>(plan.threads, B)), true};
     return plan;
 }
 
@@ -99,14 +104,15 @@ struct ForwardStep {
     const Cache<S>& cache;   // null fields in inference
     Index s, re;             // step; this part's running rows are [p.r0, re)
     Index u, len;            // this part's units [u, u + len)
-    Index B, H;
-    States<const S*> prev;   // states before the step, (B, H)
-    States<S*> next;         // states after the step, (B, H)
+    Index B, H, R;           // R: width of h (P with a projection, else H)
+    States<const S*> prev;   // states before the step: h (B, R), c (B, H)
+    States<S*> next;         // states after the step
     S* gx;                   // input projection (B, G·H); training: the cache's gates
     S* gh;                   // (B, G·H) for the recurrent products
     S* scratch;              // Cell::forward_scratch values
     S* out;                  // the layer output (T, B, H)
     S* masked;               // recurrent mask: (G, B, H) each gate's masked input
+    S* m;                    // projection: (B, H) the cell's o⊙act(c') before W_hr; else null
     typename W::Rows& rows;  // this thread's activations in W's format
 
     bool train() const { return cache.hs != nullptr; }
@@ -153,8 +159,20 @@ struct ForwardStep {
         }
     }
     void sync() const { p.sync(); }
+    // Where the cell's pass writes row r's o⊙act(c') (units from u): m with a
+    // projection, else the new h.
+    S* h_cell(Index r) const { return (m ? m + r * H : next[0] + r * H) + u; }
+    // With a projection, after the pass: h = m·W_hrᵀ on this part's rows (the
+    // row split: every unit of its own rows of m, no barrier), then their
+    // output. (Blends of h are refused with a projection: bindings.cpp.)
+    void project() const {
+        if (!m) return;
+        W::gemm_units(rows, m + p.r0 * H, H, re - p.r0, w.w_hr, 0, w.w_hr.per_group(), next[0] + p.r0 * R, R,
+                      false);
+        for (Index r = p.r0; r < re; ++r) write_output(sch, s, r, next[0] + r * R, out, B, R, R);
+    }
     // f(r) for each running row r, the blend of Options, then row r's output
-    // (new h, units [u, u + len)).
+    // (new h, units [u, u + len)); with a projection project() writes it.
     template <typename F>
     void each_row(F&& f) const {
         for (Index r = p.r0; r < re; ++r) {
@@ -166,42 +184,50 @@ struct ForwardStep {
                     with_new_share(w.opt, k, zoneout_row(w.opt, k, sch, s, r, B, H, u), len,
                                    [&](const auto& share) { nx = old + share * (nx - old); });
                 }
-            write_output(sch, s, r, next[0] + r * H + u, out + u, B, H, len);
+            if (!m) write_output(sch, s, r, next[0] + r * H + u, out + u, B, H, len);
         }
     }
 };
 
-// x (T, B, I) through one layer-direction: out (T, B, H), final states s_n
-// (B, H); training fills the cache (Cache fields non-null).
+// x (T, B, I) through one layer-direction: out (T, B, R), final states s_n
+// (h (B, R), c (B, H)); training fills the cache (Cache fields non-null).
 template <typename S, typename Cell, typename W>
 void forward(const Dims& d, const S* x, const PackedLayer<S, Cell, W>& w, const States<const S*>& s0,
              const Schedule& sch, S* out, const States<S*>& s_n, const Cache<S>& cache) {
     constexpr int NS = Cell::kStates;
-    const Index B = d.B, H = d.H, GH = Cell::kGates * H;
+    const Index B = d.B, H = d.H, GH = Cell::kGates * H, R = w.R;
     const bool train = cache.hs != nullptr;
+    auto width = [&](int k) { return k == 0 ? R : H; };  // of state k
     InputProjection<S, W> proj(d, x, w.w_ih, GH, sch, train ? Cell::projection(cache, B, H) : nullptr);
     const StateSlots slots{train};
-    Buffer<S> gh(B * GH), scratch(Cell::forward_scratch(B, H, train)), slot_buf(train ? 0 : NS * 2 * B * H),
-        masked(w.opt.rmask ? GH * B : 0);
+    Buffer<S> gh(B * GH), scratch(Cell::forward_scratch(B, H, train)), slot_buf(train ? 0 : 2 * B * (R + H)),
+        masked(w.opt.rmask ? GH * B : 0), mbuf(w.projects && !train ? B * H : 0);
     States<S*> st{};
     for (int k = 0; k < NS; ++k) {
-        st[k] = train ? cache.state(k) : slot_buf.data() + k * 2 * B * H;
-        sch.gather(s0[k], st[k], H);
+        st[k] = train ? cache.state(k) : slot_buf.data() + k * 2 * B * R;
+        sch.gather(s0[k], st[k], width(k));
     }
     const Index P = w.w_hh[0].per_group();
-    const TeamPlan plan = plan_for(sch, P, B, 2 * B * H * GH, w.opt);
+    const Index work = 2 * B * R * GH + (w.projects ? 2 * B * H * R : 0);
+    const TeamPlan plan = plan_for(sch, P, B, work, w.opt.ln_gain || w.projects);
     std::vector<typename W::Rows> rows(plan.threads);  // per thread, reused by every step
     forward_loop(proj, sch, B, P, plan, [&](Index s, const Part& p) {
         const auto [u, len] = W::units(p.j0, p.j1, H);
-        ForwardStep<S, Cell, W> step{w, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
-                                     proj.at(s), gh.data(), scratch.data(), out, masked.data(), rows[p.t]};
+        S* m = !w.projects ? nullptr : train ? cache.ms + s * B * H : mbuf.data();
+        ForwardStep<S, Cell, W> step{w, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, R, {}, {},
+                                     proj.at(s), gh.data(), scratch.data(), out, masked.data(), m, rows[p.t]};
         for (int k = 0; k < NS; ++k) {
-            step.prev[k] = st[k] + slots.slot(s) * B * H;
-            step.next[k] = st[k] + slots.slot(s + 1) * B * H;
+            step.prev[k] = st[k] + slots.slot(s) * B * width(k);
+            step.next[k] = st[k] + slots.slot(s + 1) * B * width(k);
         }
         Cell::forward(step);
         if (train) {  // rows that have ended: defined values for the dW_hh GEMM (and LN's sums)
-            for (int k = 0; k < NS; ++k) zero_rows(step.next[k], step.re, p.r1, H, 1, H, u, len);
+            for (int k = 0; k < NS; ++k)  // a projected h: whole rows (the row split)
+                if (k == 0 && w.projects)
+                    zero_rows(step.next[0], step.re, p.r1, R, 1, R, 0, R);
+                else
+                    zero_rows(step.next[k], step.re, p.r1, H, 1, H, u, len);
+            if (m) zero_rows(m, step.re, p.r1, H, 1, H, u, len);
             if (cache.lnx) {
                 zero_rows(cache.lnx + s * B * GH, step.re, p.r1, GH, Cell::kGates, H, u, len);
                 zero_rows(cache.lnh + s * B * GH, step.re, p.r1, GH, Cell::kGates, H, u, len);
@@ -210,8 +236,8 @@ void forward(const Dims& d, const S* x, const PackedLayer<S, Cell, W>& w, const 
         }
     });
     for (Index r = 0; r < B; ++r) {
-        const Index at = slots.slot(sch.length(r)) * B * H + r * H;
-        for (int k = 0; k < NS; ++k) std::copy_n(st[k] + at, H, s_n[k] + sch.row(r) * H);
+        const Index slot = slots.slot(sch.length(r)) * B + r;
+        for (int k = 0; k < NS; ++k) std::copy_n(st[k] + slot * width(k), width(k), s_n[k] + sch.row(r) * width(k));
     }
 }
 
@@ -222,8 +248,8 @@ struct BackwardStep {
     const Part& p;
     const Schedule& sch;
     const Cache<S>& cache;
-    Index s, re, u, len, B, H;  // as ForwardStep
-    States<const S*> prev;      // cached states before the step, (B, H)
+    Index s, re, u, len, B, H, R;  // as ForwardStep
+    States<const S*> prev;      // cached states before the step, h (B, R), c (B, H)
     States<const S*> next;      // cached states after the step
     const S* gates;             // cached gates of the step (B, G·H)
     const S* peephole;          // (3, H) or null
@@ -235,6 +261,9 @@ struct BackwardStep {
     States<S*> keep;            // blends: d(states before) through their kept share, (B, H)
     S* mtmp;                    // recurrent mask: one gate's product, (B, H)
     S* dsh;                     // layer_norm: this step's d(recurrent term before LN), (B, G·H)
+    const PackedMatrix<S>* w_hr;  // projection: W_hr packed for dm = dh·W_hr; else null
+    S* dm;                        // projection: (B, H) this step's dm
+    S* dhs;                       // projection: (B, R) this step's dh (with d_out), for dW_hr
 
     Index r0() const { return p.r0; }
     // C (=|+=) A · Wₖ on this part (W_hh's rows of product k's gates, transposed).
@@ -272,13 +301,29 @@ struct BackwardStep {
         }
     }
     void sync() const { p.sync(); }
-    // For each running row r: dh += d_out (this step's output); the blends
+    // With a projection, before the cell's pass, on this part's rows (whole
+    // rows: the row split): dh += d_out, kept for dW_hr (ended rows zero), and
+    // dm = dh·W_hr, the gradient the cell's pass sees (dh(r)).
+    void project_back() const {
+        if (!w_hr) return;
+        for (Index r = p.r0; r < re; ++r) {
+            ArrMap<S> dh(dstate[0] + r * R, R);
+            dh += ConstArrMap<S>(read_output(sch, s, r, d_out, B, R), R);
+            ArrMap<S>(dhs + r * R, R) = dh;
+        }
+        zero_rows(dhs, re, p.r1, R, 1, R, 0, R);
+        packed_gemm_units(dhs + p.r0 * R, R, re - p.r0, *w_hr, 0, w_hr->per_group(), dm + p.r0 * H, H, false);
+    }
+    // The gradient w.r.t. the cell's o⊙act(c') of row r (units from u).
+    S* dh(Index r) const { return (w_hr ? dm + r * H : dstate[0] + r * H) + u; }
+    // For each running row r: dh += d_out (without a projection) (this step's output); the blends
     // split each d(state after) into the cell's share and the kept share (to
     // keep, added back by add_kept); then f(r).
     template <typename F>
     void each_row(F&& f) const {
         for (Index r = p.r0; r < re; ++r) {
-            ArrMap<S>(dstate[0] + r * H + u, len) += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len);
+            if (!w_hr)
+                ArrMap<S>(dstate[0] + r * H + u, len) += ConstArrMap<S>(read_output(sch, s, r, d_out, B, H) + u, len);
             for (int k = 0; k < Cell::kStates; ++k)
                 if (opt.blends(k)) {
                     ArrMap<S> d(dstate[k] + r * H + u, len);
@@ -330,50 +375,58 @@ void layer_norm_input_backward(const Dims& d, const S* x, const Weights<S>& w, c
 }
 
 // BPTT through one layer-direction from its training cache; d_n: gradients
-// w.r.t. the final states (B, H). Writes every pointer of g the cell has.
+// w.r.t. the final states (h (B, R), c (B, H)). Writes every pointer of g the cell has.
 template <typename S, typename Cell>
 void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& opt, const Schedule& sch,
               const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
     constexpr int NS = Cell::kStates;
     constexpr std::size_t NP = Cell::kProducts.size();
-    const Index B = d.B, H = d.H, GH = Cell::kGates * H, steps = sch.steps(), rows = steps * B;
+    const Index B = d.B, H = d.H, GH = Cell::kGates * H, steps = sch.steps(), rows = steps * B, R = w.R(H);
+    const bool projects = w.w_hr != nullptr;
+    auto width = [&](int k) { return k == 0 ? R : H; };  // of state k
     // dG: every row is written (ended rows zeroed).
-    Buffer<S> dG(rows * GH), dst(NS * B * H), scratch(Cell::backward_scratch(B, H, steps, opt)),
-        kept(opt.blends() ? NS * B * H : 0), mtmp(opt.rmask ? B * H : 0), dsh(opt.ln_gain ? rows * GH : 0);
+    Buffer<S> dG(rows * GH), dst(B * (R + H)), scratch(Cell::backward_scratch(B, H, steps, opt)),
+        kept(opt.blends() ? NS * B * H : 0), mtmp(opt.rmask ? B * H : 0), dsh(opt.ln_gain ? rows * GH : 0),
+        dm(projects ? B * H : 0), dhs(projects ? rows * R : 0);
     std::array<PackedMatrix<S>, NP> wt;  // d(input of product k) = dG[gates of k] · W_hh[those rows]
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
-        wt[k].pack(w.w_hh + pr.gate0 * H * H, 1, H, pr.gates * H, H, true);
+        wt[k].pack(w.w_hh + pr.gate0 * H * R, 1, R, pr.gates * H, R, true);
     }
+    PackedMatrix<S> w_hr;  // dm = dh · W_hr
+    if (projects) w_hr.pack(w.w_hr, 1, H, R, H, true);
     States<S*> ds{};
     for (int k = 0; k < NS; ++k) {
-        ds[k] = dst.data() + k * B * H;
-        sch.gather(d_n[k], ds[k], H);
+        ds[k] = dst.data() + k * B * R;
+        sch.gather(d_n[k], ds[k], width(k));
     }
-    const Index P = wt[0].per_group();
-    backward_loop(sch, B, P, plan_for(sch, P, B, 2 * B * GH * H, opt), [&](Index s, const Part& p) {
-        const auto [u, len] = unit_range<S>(p.j0, p.j1, H);
-        BackwardStep<S, Cell> step{wt, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, {}, {},
+    const Index P = wt[0].per_group();  // a projection takes the row split: j0 = 0, j1 = P covers all R
+    const Index work = 2 * B * GH * R + (projects ? 2 * B * H * R : 0);
+    backward_loop(sch, B, P, plan_for(sch, P, B, work, opt.ln_gain || projects), [&](Index s, const Part& p) {
+        const auto [u, len] = projects ? std::pair<Index, Index>{0, H} : unit_range<S>(p.j0, p.j1, H);
+        BackwardStep<S, Cell> step{wt, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, R, {}, {},
                                    cache.gates ? cache.gates + s * B * GH : nullptr, w.peephole,
                                    dG.data() + s * B * GH, ds, scratch.data(), d_out, opt, {}, mtmp.data(),
-                                   dsh.data() + s * B * GH};
+                                   dsh.data() + s * B * GH, projects ? &w_hr : nullptr, dm.data(),
+                                   dhs.data() + s * B * R};
         for (int k = 0; k < NS; ++k) {
-            step.prev[k] = cache.state(k) + s * B * H;
-            step.next[k] = step.prev[k] + B * H;
+            step.prev[k] = cache.state(k) + s * B * width(k);
+            step.next[k] = step.prev[k] + B * width(k);
             if (!kept.empty()) step.keep[k] = kept.data() + k * B * H;
         }
         step.zero_ended(step.dG, GH, Cell::kGates);
         Cell::backward(step);
         step.add_kept();
     });
-    for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), H);
+    for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), width(k));
+    if (projects) gemm_tn(dhs.data(), cache.ms, g.dw_hr, R, H, rows, false, R);  // dW_hr = Σ dhᵀ m
     Buffer<S> tmp, masked(opt.rmask ? rows * H : 0);
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
         const S* in = Cell::product_input(k, cache, rows, H, tmp);
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
         if (!opt.rmask) {
-            gemm_tn(dW + pr.gate0 * H, in, g.dw_hh + pr.gate0 * H * H, pr.gates * H, H, rows, false, GH);
+            gemm_tn(dW + pr.gate0 * H, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false, GH);
             continue;
         }
         for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)

@@ -16,9 +16,11 @@ template <typename S>
 struct Cache {
     S* gates = nullptr;  // (T, B, G·H) activated gates: LSTM [i f g o], GRU [r z n]; SimpleRNN
                          // with a blend (Options::blends): the cell's output ĥ, else none
-    S* hs = nullptr;     // (T+1, B, H) h before each step (slot 0 = h0), and the last
+    S* hs = nullptr;     // (T+1, B, R) h before each step (slot 0 = h0), and the last;
+                         // R = H, or P with an LSTM projection (Weights::R)
     S* cs = nullptr;     // (T+1, B, H) LSTM c, as hs
     S* hn = nullptr;     // (T, B, H) GRU reset_after: W_hn h + b_hn
+    S* ms = nullptr;     // (T, B, H) LSTM projection: m = o⊙act(c') before h = m·W_hrᵀ
     // layer_norm (core/layer_norm.hpp): x̂ of the input term, of the recurrent
     // term (T, B, G·H each), of the LSTM's c' (T, B, H), and the rstd of each
     // (T, B, 3); rows that have ended are zeros.
@@ -34,6 +36,7 @@ struct Grads {
     S *dx = nullptr, *dh0 = nullptr, *dc0 = nullptr;
     S *dw_ih = nullptr, *dw_hh = nullptr, *db_ih = nullptr, *db_hh = nullptr;
     S* dpeephole = nullptr;
+    S* dw_hr = nullptr;                          // with a projection: (P, H)
     S *dln_gain = nullptr, *dln_cell = nullptr;  // with layer_norm: (2, G·H), LSTM (2, H)
     S* dstate0(int k) const { return k == 0 ? dh0 : dc0; }
 };

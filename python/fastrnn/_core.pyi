@@ -22,8 +22,9 @@ class LSTMCache:
     lengths: Optional[np.ndarray]
     reverse: bool
     gates: np.ndarray  # (T, B, 4H) activated i, f, g, o; step layout
-    hs: np.ndarray     # (T+1, B, H)
+    hs: np.ndarray     # (T+1, B, R), R = P with a projection, else H
     cs: np.ndarray     # (T+1, B, H)
+    w_hr: Optional[np.ndarray]  # (P, H) projection (proj_size), else None
 
 class GRUCache:
     """Training cache of a GRU layer-direction (read-only)."""
@@ -69,6 +70,7 @@ class GradsResult:
     dpeephole: Optional[np.ndarray]    # peephole LSTM only
     dln_gain: Optional[np.ndarray]     # layer_norm only (docs/variants.md)
     dln_cell: Optional[np.ndarray]     # layer-norm LSTM only
+    dw_hr: Optional[np.ndarray]        # projected LSTM only (P, H)
 
 def lstm_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                  b_hh: np.ndarray, h0: np.ndarray, c0: np.ndarray, peephole: Optional[np.ndarray],
@@ -76,7 +78,8 @@ def lstm_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.nda
                  activation: str = ..., recurrent_activation: str = ..., zoneout: float = ...,
                  zoneout_mask: Optional[np.ndarray] = ..., zoneout_mask_c: Optional[np.ndarray] = ...,
                  recurrent_mask: Optional[np.ndarray] = ..., ln_gain: Optional[np.ndarray] = ...,
-                 ln_cell: Optional[np.ndarray] = ...) -> ForwardResult: ...
+                 ln_cell: Optional[np.ndarray] = ...,
+                 w_hr: Optional[np.ndarray] = ...) -> ForwardResult: ...
 def gru_forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                 b_hh: np.ndarray, h0: np.ndarray, lengths: Optional[np.ndarray], reverse: bool,
                 training: bool, reset_after: bool, *, activation: str = ...,

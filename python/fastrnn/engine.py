@@ -43,6 +43,10 @@ class InferenceEngine:
         # default (FASTRNN_BF16_PATH / FASTRNN_INT8_PATH, or the best this CPU has).
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if getattr(layer, "proj_size", 0):
+            raise ValueError(f"the InferenceEngine does not support an LSTM with proj_size="
+                             f"{layer.proj_size} yet; call the layer inside fastrnn.no_grad() "
+                             "for a forward that keeps no cache")
         layer._check_params()
         if precision != "float32":
             if layer.dtype != np.float32:

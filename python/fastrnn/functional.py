@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from . import _core             # the kernel modules' interface (_core.pyi)
 else:
     from ._isa import core as _core
-from ._checks import (check_activation, check_backward, check_flag, check_forward,
+from ._checks import (GATES, check_activation, check_backward, check_flag, check_forward,
                       check_variants, require_cache)
 from ._types import Grads, LSTMGrads
 
@@ -57,8 +57,9 @@ def get_num_threads():
 
 # -- checked, public ------------------------------------------------------------------------
 
-def _forward_args(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training, peephole=None):
-    a = check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, peephole)
+def _forward_args(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training, peephole=None,
+                  w_hr=None):
+    a = check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, peephole, w_hr)
     return dict(x=a["x"], w_ih=a["w_ih"], w_hh=a["w_hh"], b_ih=a["b_ih"], b_hh=a["b_hh"], h0=a["h0"],
                 lengths=a["lengths"], reverse=check_flag("reverse", reverse),
                 training=check_flag("training", training)), a
@@ -83,19 +84,25 @@ def _variant_args(cell, a, **options):
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
-                 lengths=None, reverse=False, training=True, peephole=None,
+                 lengths=None, reverse=False, training=True, peephole=None, w_hr=None,
                  layer_norm=False, ln_gain=None, ln_cell=None, activation="tanh",
                  recurrent_activation="sigmoid", recurrent_mask=None, zoneout=0.0,
                  zoneout_mask=None, zoneout_mask_c=None):
-    """LSTM over x (T, B, I) -> out (T, B, H), h_n (B, H), c_n (B, H), cache.
-    The variant options are the reference's (docs/variants.md)."""
+    """LSTM over x (T, B, I) -> out (T, B, R), h_n (B, R), c_n (B, H), cache; R = P with
+    a projection w_hr (P, H) and w_hh (4H, P) (PyTorch's proj_size), else H.
+    The variant options are the reference's (docs/variants.md); a projection does not
+    combine with recurrent_mask or zoneout (ValueError)."""
     kw, a = _forward_args("lstm", x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training,
-                          peephole)
+                          peephole, w_hr)
     v = _variant_args("lstm", a, layer_norm=layer_norm, ln_gain=ln_gain, ln_cell=ln_cell,
                       activation=activation,
                       recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
                       zoneout=zoneout, zoneout_mask=zoneout_mask, zoneout_mask_c=zoneout_mask_c)
-    return _lstm_forward(c0=a["c0"], peephole=a["peephole"], **kw, **v)
+    if a["w_hr"] is not None and (recurrent_mask is not None or zoneout != 0
+                                  or zoneout_mask is not None or zoneout_mask_c is not None):
+        raise ValueError("w_hr (proj_size) cannot be combined with recurrent_mask or zoneout "
+                         "in the kernels (fastrnn.reference has them)")
+    return _lstm_forward(c0=a["c0"], peephole=a["peephole"], w_hr=a["w_hr"], **kw, **v)
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
@@ -134,7 +141,8 @@ def _backward_args(cell, cache, d_out, d_h_n, d_c_n=None):
         raise TypeError(f"{fn}: cache comes from {cache.cell}_forward, not {cell}_forward")
     c = require_cache(cache, _CACHES[cell], fn)
     T, B, _ = c.x.shape
-    return c, check_backward(cell, T, B, c.w_hh.shape[1], c.x.dtype, d_out, d_h_n, d_c_n)
+    H, R = c.w_hh.shape[0] // GATES[cell], c.w_hh.shape[1]   # R: P with a projection
+    return c, check_backward(cell, T, B, H, c.x.dtype, d_out, d_h_n, d_c_n, R=R)
 
 
 def lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
@@ -174,9 +182,12 @@ def _common(x, w_ih, w_hh, b_ih, b_hh, h0):
 
 
 def _lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *,
-                  lengths=None, reverse=False, training=True, peephole=None, **variants):
+                  lengths=None, reverse=False, training=True, peephole=None, w_hr=None,
+                  **variants):
     args = _common(x, w_ih, w_hh, b_ih, b_hh, h0)
-    c0 = _or_zeros(c0, args[-1].shape, args[0].dtype)
+    c0 = _or_zeros(c0, (x.shape[1], w_hh.shape[0] // 4), args[0].dtype)
+    if w_hr is not None:
+        variants["w_hr"] = _c(w_hr)
     r = _core.lstm_forward(*args, c0, None if peephole is None else _c(peephole), lengths,
                            reverse, training, **variants)
     return r.out, r.h_n, r.c_n, r.cache
@@ -198,15 +209,16 @@ def _rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *,
 
 def _grads_args(cache, d_out, d_h_n):
     T, B, _ = cache.x.shape
-    H, dtype = cache.w_hh.shape[1], cache.x.dtype
-    return _or_zeros(d_out, (T, B, H), dtype), _or_zeros(d_h_n, (B, H), dtype)
+    R, dtype = cache.w_hh.shape[1], cache.x.dtype     # R: the size of h
+    return _or_zeros(d_out, (T, B, R), dtype), _or_zeros(d_h_n, (B, R), dtype)
 
 
 def _lstm_backward(cache, d_out=None, d_h_n=None, d_c_n=None):
     d_out, d_h_n = _grads_args(cache, d_out, d_h_n)
-    g = _core.lstm_backward(cache, d_out, d_h_n, _or_zeros(d_c_n, d_h_n.shape, d_h_n.dtype))
+    B, H = d_h_n.shape[0], cache.w_hh.shape[0] // 4
+    g = _core.lstm_backward(cache, d_out, d_h_n, _or_zeros(d_c_n, (B, H), d_h_n.dtype))
     return LSTMGrads(g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh, g.dpeephole,
-                     dln_gain=g.dln_gain, dln_cell=g.dln_cell)
+                     dw_hr=g.dw_hr, dln_gain=g.dln_gain, dln_cell=g.dln_cell)
 
 
 def _gru_backward(cache, d_out=None, d_h_n=None):

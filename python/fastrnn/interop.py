@@ -46,16 +46,15 @@ def from_torch(module, *, dtype=None, seed=None):
     Copies every option (num_layers, bias, batch_first, dropout, bidirectional,
     nonlinearity), the weights and the training flag. `dtype`: float64 when the module is
     float64, else float32 (half-precision weights are widened), unless given. `seed`
-    seeds the layer's dropout masks. An LSTM with proj_size > 0 is refused.
+    seeds the layer's dropout masks. An LSTM's proj_size is copied too.
     """
     mode = getattr(module, "mode", None)
     if mode not in _TORCH_MODES or not hasattr(module, "state_dict"):
         raise TypeError("module must be a torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN, "
                         f"got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"module has proj_size={module.proj_size}: LSTM output projections "
-                         "have no fastrnn equivalent yet (build the module with proj_size=0)")
     cls, extra = _TORCH_MODES[mode]
+    if getattr(module, "proj_size", 0):
+        extra = dict(extra, proj_size=module.proj_size)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     found = str(next(iter(state.values())).dtype).replace("torch.", "")
     layer = cls(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
@@ -222,7 +221,8 @@ def to_keras_weights(layer):
     The Keras layer: LSTM / GRU (same `reset_after`) / SimpleRNN (same activation) with
     `units=hidden_size` and `use_bias=bias`, wrapped in `Bidirectional(merge_mode='concat')`
     when the layer is bidirectional (forward weights then backward, as Keras lists them).
-    One Keras layer holds one fastrnn layer, so num_layers must be 1; peepholes are refused.
+    One Keras layer holds one fastrnn layer, so num_layers must be 1; peepholes and
+    proj_size are refused.
     """
     _check_layer(layer)
     if layer.num_layers != 1:
@@ -236,6 +236,9 @@ def to_keras_weights(layer):
         if getattr(layer, name, default) != default:
             raise ValueError(f"to_keras_weights: this layer has {name}="
                              f"{getattr(layer, name)!r}; Keras 3's layers have no such option")
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"to_keras_weights: this LSTM has proj_size={layer.proj_size}; Keras "
+                         "3's LSTM has no projection")
     gru = isinstance(layer, GRU)
     swap = (lambda a, axis: _swap_zr(a, axis)) if gru else (lambda a, axis: a)
     out = []

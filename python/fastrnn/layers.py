@@ -231,10 +231,11 @@ class _RNNBase(Module):
     def _param_shapes(self):
         """(name, shape) in PyTorch's state_dict order: layer, direction, then parameter."""
         GH, H, D = self._gates * self.hidden_size, self.hidden_size, self.num_directions
-        shapes = {"w_hh": (GH, H), "b_ih": (GH,), "b_hh": (GH,), "peephole": (3, H),
-                  "ln_gain": (2, GH), "ln_cell": (2, H)}
+        R = self._state_size("h")           # an LSTM's proj_size, else H
+        shapes = {"w_hh": (GH, R), "b_ih": (GH,), "b_hh": (GH,), "peephole": (3, H),
+                  "ln_gain": (2, GH), "ln_cell": (2, H), "w_hr": (R, H)}
         for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else D * H
+            in_size = self.input_size if layer == 0 else D * R
             for direction in range(D):
                 for key, name in self._names(layer, direction).items():
                     yield name, (GH, in_size) if key == "w_ih" else shapes[key]
@@ -270,6 +271,10 @@ class _RNNBase(Module):
             for name in ("zoneout_mask", "zoneout_mask_c")[:len(self._states)]:
                 out[name] = _masks.zoneout_mask(rng, self.zoneout, T, B, H, dt)
         return out
+
+    def _state_size(self, state):
+        """Features of a state ("h", "c"); h is also the size of each direction's output."""
+        return self.hidden_size
 
     def _fn(self, what):
         if self._backend is None:       # arguments checked here: functional's unchecked path
@@ -325,13 +330,18 @@ class _RNNBase(Module):
         else:
             raise TypeError(f"the {type(self).__name__} states must be a tuple "
                             f"({', '.join(names)}) or None, got {type(value).__name__}")
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
-        if B is None:
-            shape, what = (LD, H), "(num_layers * num_directions, hidden_size) for unbatched x"
-        else:
-            shape, what = (LD, B, H), "(num_layers * num_directions, batch, hidden_size)"
-        checked = (None if v is None else self._check_array(n, v, shape, what)
-                   for n, v in zip(names, values))
+        LD = self.num_layers * self.num_directions
+
+        def check(name, v, state):
+            size, what = self._state_size(state), "proj_size" if self._state_size(state) != \
+                self.hidden_size else "hidden_size"
+            if B is None:
+                return self._check_array(name, v, (LD, size), f"(num_layers * num_directions, "
+                                         f"{what}) for unbatched x")
+            return self._check_array(name, v, (LD, B, size),
+                                     f"(num_layers * num_directions, batch, {what})")
+        checked = (None if v is None else check(n, v, s)
+                   for n, v, s in zip(names, values, self._states))
         return tuple(v if v is None or B is not None else v[:, None] for v in checked)
 
     def _check_params(self):
@@ -435,7 +445,7 @@ class _RNNBase(Module):
         """The adjoint of `_merge`: per direction gradient (or None)."""
         if len(outs) == 1:
             return d_outs
-        mode, H = self.merge_mode, self.hidden_size
+        mode, H = self.merge_mode, self._state_size("h")
         if mode is None:
             return d_outs
         d = d_outs[0]
@@ -560,13 +570,14 @@ class _RNNBase(Module):
         """
         cache = self._take_cache()
         T, B, form = cache["T"], cache["B"], cache["form"]
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        L, D, H = self.num_layers, self.num_directions, self._state_size("h")
         d_out = self._time_major_grad(d_out, T, B, form)
         d_states = self._check_states("d{}_n", dh_n, None if form.kind == "unbatched" else B)
         self._cache, self._cache_status = None, "consumed"
 
         backward = self._fn("backward")
-        d_states0 = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in self._states]
+        d_states0 = [np.zeros((L * D, B, self._state_size(s)), dtype=self.dtype)
+                     for s in self._states]
         steps = cache["steps"]
         if steps is not None:
             d_out = [None if d is None else steps.scatter_grad(d) for d in d_out]
@@ -593,7 +604,7 @@ class _RNNBase(Module):
     def _time_major_grad(self, d_out, T, B, form):
         """d_out checked against the forward's form: a list of time-major (T, B, F) or None,
         one per returned output (two for merge_mode=None)."""
-        F = self.hidden_size * (self.num_directions if self.merge_mode == "concat" else 1)
+        F = self._state_size("h") * (self.num_directions if self.merge_mode == "concat" else 1)
         if self.bidirectional and self.merge_mode is None:
             if d_out is None:
                 return [None, None]
@@ -621,7 +632,7 @@ class _RNNBase(Module):
         names = self._names(layer, direction)
         for key, field in (("w_ih", "dw_ih"), ("w_hh", "dw_hh"), ("b_ih", "db_ih"),
                            ("b_hh", "db_hh"), ("peephole", "dpeephole"),
-                           ("ln_gain", "dln_gain"), ("ln_cell", "dln_cell")):
+                           ("ln_gain", "dln_gain"), ("ln_cell", "dln_cell"), ("w_hr", "dw_hr")):
             if key in names:
                 self.grads[names[key]] += getattr(g, field)
 
@@ -629,8 +640,8 @@ class _RNNBase(Module):
 
     def _unexpected_hint(self, unexpected):
         if any(str(k).startswith("weight_hr_") for k in unexpected):
-            return ("(weight_hr_* comes from an LSTM with proj_size > 0, which fastrnn "
-                    "does not support.)")
+            return ("(weight_hr_* comes from an LSTM with proj_size > 0: build the layer "
+                    "with that proj_size.)")
         return ""
 
     @property
@@ -656,6 +667,8 @@ class LSTM(_RNNBase):
 
     `peephole=True` adds Gers & Schmidhuber peepholes (docs/functional.md): parameters
     `weight_peephole_l{k}[_reverse]` (3, H), rows p_i, p_f, p_o; not convertible to PyTorch.
+    `proj_size=P > 0` is PyTorch's LSTMP: h = (o ⊙ tanh c) W_hrᵀ with `weight_hr_l{k}`
+    (P, H), `weight_hh_l{k}` (4H, P), h states (L*D, B, P), outputs D*P features.
     """
 
     _kind, _gates, _states = "lstm", 4, ("h", "c")
@@ -665,25 +678,38 @@ class LSTM(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False,
                  dtype=np.float32, seed=None, _backend=None, **options):
-        if proj_size != 0:
-            raise ValueError(f"proj_size must be 0: LSTM output projections (proj_size="
-                             f"{proj_size!r}) are not supported yet")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+            raise TypeError(f"proj_size must be an int, got {type(proj_size).__name__}")
+        if proj_size < 0:
+            raise ValueError(f"proj_size must be >= 0 (0: no projection), got {proj_size}")
+        self.proj_size = int(proj_size)
         self.peephole = check_flag("peephole", peephole)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, _backend, **options)
+        if self.proj_size >= self.hidden_size:     # as PyTorch
+            raise ValueError(f"proj_size ({proj_size}) must be smaller than hidden_size "
+                             f"({hidden_size})")
 
     def _names(self, layer, direction):
         names = super()._names(layer, direction)
+        sfx = f"l{layer}" + ("_reverse" if direction else "")
         if self.peephole:
-            names["peephole"] = f"weight_peephole_l{layer}" + ("_reverse" if direction else "")
+            names["peephole"] = f"weight_peephole_{sfx}"
+        if self.proj_size:
+            names["w_hr"] = f"weight_hr_{sfx}"
         return names
 
+    def _state_size(self, state):
+        return self.proj_size if state == "h" and self.proj_size else self.hidden_size
+
     def _cell_options(self, layer, direction):
-        name = self._names(layer, direction).get("peephole")
-        return {"peephole": None if name is None else self.params[name]}
+        names = self._names(layer, direction)
+        return {k: None if k not in names else self.params[names[k]] for k in ("peephole", "w_hr")}
 
     def _extra_repr(self):
-        return {"peephole": True} if self.peephole else {}
+        extra = {"proj_size": self.proj_size} if self.proj_size else {}
+        return {**extra, **({"peephole": True} if self.peephole else {})}
+
 
 
 class GRU(_RNNBase):
