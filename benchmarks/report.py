@@ -1,7 +1,7 @@
 """Presenting results: the text table, the JSON file, the plots and docs/performance.md.
 
     python benchmarks/report.py                       # newest benchmarks/results/*.json -> docs/
-    python benchmarks/report.py benchmarks/results/2026-12-04-quick.json
+    python benchmarks/report.py benchmarks/results/2026-12-04-2010-full.json
 
 docs/performance.md and docs/img/performance-*.png are generated here from one saved run;
 edit this file, never the page.
