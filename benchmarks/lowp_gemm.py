@@ -20,7 +20,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+try:
+    import fastrnn  # noqa: F401
+except ImportError:            # running from a source checkout without PYTHONPATH=python
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from fastrnn import _isa  # noqa: E402
 
 SHAPES = [  # name, m, K, N

@@ -10,7 +10,9 @@ time over the plain cell's median. Rows: LSTM with hard_sigmoid gates vs sigmoid
 issue's target: within 5%), LN-LSTM and LN-GRU (layer_norm=True; target for the LSTM
 <= 1.35x), LSTM/GRU/SimpleRNN with recurrent dropout (a p = 0.1 mask per gate, Keras's)
 and with zoneout masks (p = 0.1; LSTM on h and c) vs plain (target <= 1.1x), GRU and
-SimpleRNN with leak_rate = 0.5. proj_size is not fused yet (docs/variants.md).
+SimpleRNN with leak_rate = 0.5. `--torch` adds the PyTorch equivalent of the LN-LSTM as
+people write it (an `nn.LSTMCell`-shaped loop over time with `nn.LayerNorm` on the two
+pre-activation terms and on c, autograd backward; the issue's target: LN-LSTM >= 5x it).
 """
 import argparse
 import os
@@ -55,12 +57,39 @@ def training_step(F, cell, args, d_out, opts):
     return run
 
 
+def torch_ln_lstm(shape, threads):
+    """One training step of haste's LayerNorm LSTM in PyTorch, a Python loop over time."""
+    import torch
+    torch.set_num_threads(threads)
+    T, B, I, H = shape.T, shape.B, shape.I, shape.H
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(T, B, I, generator=g)
+    w_ih = (0.1 * torch.randn(4 * H, I, generator=g)).requires_grad_()
+    w_hh = (0.1 * torch.randn(4 * H, H, generator=g)).requires_grad_()
+    b = torch.zeros(4 * H, requires_grad=True)
+    ln_x, ln_h = torch.nn.LayerNorm(4 * H, bias=False), torch.nn.LayerNorm(4 * H, bias=False)
+    ln_c = torch.nn.LayerNorm(H)
+
+    def run():
+        h, c, outs = torch.zeros(B, H), torch.zeros(B, H), []
+        for t in range(T):
+            a = ln_x(x[t] @ w_ih.T) + ln_h(h @ w_hh.T) + b
+            i, f, gg, o = a.chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(ln_c(c))
+            outs.append(h)
+        torch.stack(outs).sum().backward()
+    return run
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="mid_b32", help="a cases.py name or T,B,I,H")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cells", default="lstm,gru,rnn")
     ap.add_argument("--budget", type=float, default=15.0, help="seconds of timing per cell")
+    ap.add_argument("--torch", action="store_true", help="add PyTorch's LN-LSTM (LSTMCell-style "
+                    "loop with LayerNorm) beside fastrnn's")
     a = ap.parse_args(argv)
     from fastrnn import functional as F
     shape = next((s for s in GRID if s.name == a.shape), None) or parse_shape(a.shape)
@@ -78,6 +107,8 @@ def main(argv=None):
         d_out = np.ones((shape.T, shape.B, shape.H), np.float32)
         fns = {name: training_step(F, cell, args, d_out, opts)
                for name, opts in table[cell].items()}
+        if a.torch and cell == "lstm":
+            fns["torch_ln_lstm"] = torch_ln_lstm(shape, a.threads)
         res = harness.measure_interleaved(fns, warmup=1, repeats=1000, budget=a.budget)
         base = res["plain"]["median_ms"]
         for name, r in res.items():

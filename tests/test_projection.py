@@ -206,8 +206,8 @@ def test_benchmark_row_runs():
     root = Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, str(root / "benchmarks" / "projection.py"), "--shape",
                           "4,3,8,16", "--budget", "0"], capture_output=True, text=True,
-                         timeout=60, env={**__import__("os").environ,
-                                          "PYTHONPATH": str(root / "python")})
+                         timeout=60, env={**__import__("os").environ,     # the fastrnn under test
+                                          "PYTHONPATH": str(Path(fastrnn.__file__).resolve().parents[1])})
     assert run.returncode == 0, run.stderr
     import re
     # by hand, per row and step (I=8, H=16, P=4, 4H=64): forward 2·8·64 + 2·16·64 = 3072 vs
