@@ -13,7 +13,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 
 GRAD_NAMES = ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh")
 

@@ -142,7 +142,6 @@ def main(argv=None):
     raw = mackey_glass(washout + n_train + n_test + 1, seed=args.seed)
     series = np.tanh(raw - 1)                       # the usual centring squash
     sd = series.std()
-    train, test = series[:washout + n_train + 1], series[washout + n_train:]
     print(f"Mackey-Glass tau=17: {len(series)} samples; reservoir {size} units, leak "
           f"{args.leak}, spectral radius {args.rho}")
 

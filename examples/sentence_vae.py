@@ -35,7 +35,6 @@ line between the codes of two held-out sentences.
 Last line: `grammatical samples from the prior: VAE <p>% (autoencoder <p>%); held-out ELBO
 <nats> = reconstruction <nats> + KL <nats>`.
 """
-import itertools
 
 import numpy as np
 

@@ -54,7 +54,6 @@ import importlib  # noqa: E402
 import inspect  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 import pytest  # noqa: E402
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from fastrnn import GRU, LSTM, SimpleRNN, from_keras
+from fastrnn import from_keras
 
 B, T, I, H = 3, 6, 4, 5
 # float32 on both sides with a different operation order (Keras adds one combined bias,

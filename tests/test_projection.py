@@ -175,7 +175,7 @@ def test_layer_shapes_and_reference_backend():
     d_out = rng.standard_normal(o1.shape)
     (dx1, (dh1, _)), (dx2, (dh2, _)) = fast.backward(d_out), slow.backward(d_out)
     np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-12)
-    assert dh1.shape == (4, B, P)
+    assert dh1.shape == dh2.shape == (4, B, P)
     for name in fast.grads:
         np.testing.assert_allclose(fast.grads[name], slow.grads[name], rtol=1e-10, atol=1e-12,
                                    err_msg=name)

@@ -7,6 +7,8 @@ modified (a copy is made where the layout has to change).
 
 import numpy as np
 
+from ._errors import ArgumentError, ArgumentTypeError
+
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 DTYPES = (np.float32, np.float64)
 # Cell variants (docs/variants.md): the activations every cell accepts, and the epsilon
@@ -69,6 +71,21 @@ def check_lengths(lengths, T, B):
         raise ValueError(f"lengths must lie in [0, {T}] (T = x.shape[0]), "
                          f"got values from {arr.min()} to {arr.max()}")
     return arr.astype(np.int64)
+
+
+def check_module_array(name, a, dtype, shape, owner, what=""):
+    """A module's array argument (layer, cell, engine): an ndarray of exactly `dtype` (nothing
+    is converted silently, as in PyTorch) and `shape`; `owner` names whose dtype it is."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype.name}, "
+                        f"got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ArgumentTypeError(f"{name} must have dtype {dtype.name} (the {owner}'s dtype), got "
+                                f"{a.dtype}; convert with .astype(np.{dtype.name})")
+    if a.shape != tuple(shape):
+        raise ArgumentError(f"{name} must have shape {tuple(shape)}{' ' + what if what else ''}, "
+                            f"got {a.shape}")
+    return a
 
 
 def check_layer_lengths(lengths, T, B, batch_first):

@@ -20,8 +20,8 @@ Parameters as PyTorch's: `weight_ih` (G*H, I), `weight_hh` (G*H, H), `bias_ih`, 
 import numpy as np
 
 from . import functional
-from ._checks import check_flag
-from ._errors import ArgumentError, ArgumentTypeError
+from ._checks import check_flag, check_module_array
+from ._errors import ArgumentError
 from .nn import Module, _check_dtype, _check_size, as_generator
 
 __all__ = ["LSTMCell", "GRUCell", "RNNCell"]
@@ -80,16 +80,7 @@ class _CellBase(Module):
     # -- argument checks ----------------------------------------------------------------------
 
     def _check_array(self, name, a, shape):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray of dtype {self.dtype.name}, "
-                            f"got {type(a).__name__}")
-        if a.dtype != self.dtype:
-            raise ArgumentTypeError(f"{name} must have dtype {self.dtype.name} (the cell's "
-                                    f"dtype), got {a.dtype}; convert with "
-                                    f".astype(np.{self.dtype.name})")
-        if a.shape != shape:
-            raise ArgumentError(f"{name} must have shape {shape}, got {a.shape}")
-        return a
+        return check_module_array(name, a, self.dtype, shape, "cell")
 
     def _check_states(self, names, value, shape):
         """`value` as a tuple with one (B, H) entry (or None) per state; `shape` is that of

@@ -13,7 +13,7 @@ sequential calls.
 """
 import numpy as np
 
-from ._checks import check_layer_lengths
+from ._checks import check_layer_lengths, check_module_array
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -105,15 +105,7 @@ class InferenceEngine:
     # -- checks -------------------------------------------------------------------------------
 
     def _array(self, name, a, shape, what):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray of dtype {self.dtype.name}, "
-                            f"got {type(a).__name__}")
-        if a.dtype != self.dtype:
-            raise TypeError(f"{name} must have dtype {self.dtype.name} (the engine's dtype), "
-                            f"got {a.dtype}")
-        if a.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {tuple(shape)} {what}, got {a.shape}")
-        return a
+        return check_module_array(name, a, self.dtype, shape, "engine", what)
 
     def _state(self, name, state, shape, what, writable=False):
         """`state` as one array per cell state (None: zeros), each checked against shape;

@@ -41,9 +41,8 @@ import numpy as np
 
 from . import functional, masks as _masks
 from .engine import InferenceEngine
-from ._checks import (check_activation, check_choice, check_flag, check_layer_norm,
-                      check_layer_lengths, check_leak_rate, check_probability)
-from ._errors import ArgumentError, ArgumentTypeError
+from ._checks import (check_activation, check_choice, check_flag, check_layer_lengths,
+                      check_layer_norm, check_leak_rate, check_module_array, check_probability)
 from .nn import IncompatibleKeys, Module, _check_dtype, _check_size, as_generator  # noqa: F401
 from .utils import rnn as _rnn
 
@@ -301,16 +300,7 @@ class _RNNBase(Module):
     # -- argument checks ----------------------------------------------------------------------
 
     def _check_array(self, name, a, shape, what):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray of dtype {self.dtype.name}, "
-                            f"got {type(a).__name__}")
-        if a.dtype != self.dtype:
-            raise ArgumentTypeError(f"{name} must have dtype {self.dtype.name} (the layer's "
-                                    f"dtype), got {a.dtype}; convert with "
-                                    f".astype(np.{self.dtype.name})")
-        if a.shape != tuple(shape):
-            raise ArgumentError(f"{name} must have shape {tuple(shape)} {what}, got {a.shape}")
-        return a
+        return check_module_array(name, a, self.dtype, shape, "layer", what)
 
     def _check_states(self, pattern, value, B):
         """`value` as a tuple with one entry per state, each (L*D, B, H) or None; B None

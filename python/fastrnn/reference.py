@@ -27,7 +27,7 @@ Masks are data, not randomness: the reference applies a mask whenever it is give
 """
 import numpy as np
 
-from ._checks import (LN_EPS, check_activation, check_backward, check_choice, check_flag,
+from ._checks import (LN_EPS, check_activation, check_backward, check_flag,
                       check_forward, check_variants, require_cache)
 from ._types import Grads, LSTMGrads
 
