@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_flag
+from ._checks import check_flag, check_module_array
 from ._errors import ArgumentError, ArgumentTypeError
 from .grad_mode import is_grad_enabled
 from ._isa import core as _core
@@ -68,15 +68,8 @@ def _check_size(name, value):
 
 def _check_float_input(name, a, dtype, last_dim=None, shape=None):
     """`a` must be an ndarray of exactly `dtype` (nothing is converted silently)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype.name}, "
-                        f"got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype.name} (the block's dtype), got "
-                        f"{a.dtype}; convert with .astype(np.{dtype.name})")
-    if shape is not None and a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)} (the forward output's "
-                         f"shape), got {a.shape}")
+    check_module_array(name, a, dtype, a.shape if shape is None and isinstance(a, np.ndarray)
+                       else shape, "block", "(the forward output's shape)")
     if last_dim is not None and (a.ndim < 1 or a.shape[-1] != last_dim):
         raise ValueError(f"{name} must have shape (..., {last_dim}) (last axis = "
                          f"in_features), got {a.shape}")
