@@ -27,6 +27,8 @@ The cell variants and Keras options (docs/variants.md, "Layer options") are keyw
 constructor options: activation, recurrent_activation, layer_norm (parameters
 `ln_gain_l{k}`, `ln_cell_l{k}`), recurrent_dropout, zoneout, leak_rate, go_backwards,
 merge_mode, stateful; `mask=` (B, T) bool is Keras's mask, run as a right-padded batch.
+`precision="bfloat16"` (float32 layers) trains with bf16 products and fp32 everything else
+(docs/precision.md, "Training"); the attribute `precision` may be changed between calls.
 
 Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer's dtype
 (nothing is converted silently, as in PyTorch); a forward keeps the cache that one
@@ -152,6 +154,7 @@ class _RNNBase(Module):
                           f"dropout={self.dropout} with num_layers=1 does nothing",
                           UserWarning, stacklevel=3)
         self.dtype = _check_dtype(dtype)
+        self.precision = options.pop("precision", "float32")
         self._set_options(options)
         self._rng = as_generator(seed)      # initialisation, then the dropout masks
         # Private: the functional backend (a module with *_forward / *_backward); None means
@@ -180,6 +183,24 @@ class _RNNBase(Module):
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
     # -- structure ----------------------------------------------------------------------------
+
+    @property
+    def precision(self):
+        """"float32" or "bfloat16": the format of the products of forward and backward
+        (docs/precision.md, "Training"); parameters, states and gradients stay float32."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = functional.check_precision(value, self.dtype)
+
+    def _precision_kw(self):
+        """precision= for the functional calls; none for float32 (other backends, e.g. the
+        reference, have no such argument)."""
+        if self.precision == "float32":
+            return {}
+        functional.check_precision(self.precision, self.dtype)   # after a .to(float64)
+        return {"precision": self.precision}
 
     @property
     def num_directions(self):
@@ -292,6 +313,8 @@ class _RNNBase(Module):
                                              **self._changed_options()}.items()]
         if self.dtype != np.float32:
             opts.append(f"dtype={self.dtype.name}")
+        if self.precision != "float32":
+            opts.append(f"precision={self.precision!r}")
         return f"{type(self).__name__}({', '.join(opts)})"
 
     def _extra_repr(self):
@@ -373,6 +396,7 @@ class _RNNBase(Module):
         self._check_params()
 
         forward = self._fn("forward")
+        precision = self._precision_kw()        # the backward runs in the forward's
         L, D = self.num_layers, self.num_directions
         caches, masks = [], []
         finals = [[] for _ in self._states]          # per state: the L*D (B, H) rows
@@ -386,7 +410,7 @@ class _RNNBase(Module):
                     self.params.get(names.get("b_ih")), self.params.get(names.get("b_hh")),
                     *(None if s is None else s[i] for s in states0),
                     lengths=lengths, reverse=bool(direction), training=keep,
-                    **self._cell_options(layer, direction),
+                    **precision, **self._cell_options(layer, direction),
                     **self._variant_options(layer, direction, training, T, B))
                 outs.append(out)
                 layer_caches.append(cache)
@@ -411,7 +435,7 @@ class _RNNBase(Module):
             merged = [steps.scatter(y) for y in merged]
         if keep:
             self._cache = dict(caches=caches, masks=masks, T=T, B=B, form=form, steps=steps,
-                               outs=outs)
+                               outs=outs, precision=precision)
             self._cache_status = "train"
         else:
             self._cache, self._cache_status = None, "nograd"
@@ -566,6 +590,7 @@ class _RNNBase(Module):
         self._cache, self._cache_status = None, "consumed"
 
         backward = self._fn("backward")
+        precision = cache["precision"]
         d_states0 = [np.zeros((L * D, B, self._state_size(s)), dtype=self.dtype)
                      for s in self._states]
         steps = cache["steps"]
@@ -578,7 +603,7 @@ class _RNNBase(Module):
                 i = layer * D + direction
                 d_half = d_y[direction]
                 g = backward(cache["caches"][layer][direction], d_half,
-                             *(None if d is None else d[i] for d in d_states))
+                             *(None if d is None else d[i] for d in d_states), **precision)
                 d_in = g.dx if d_in is None else d_in + g.dx
                 for d0, name in zip(d_states0, self._states):
                     d0[i] = getattr(g, f"d{name}0")
