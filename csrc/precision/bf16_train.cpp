@@ -10,6 +10,7 @@
 #include "parallel.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 namespace fastrnn {
@@ -17,7 +18,7 @@ namespace lowp {
 namespace {
 
 constexpr Index kRowBlock = 128;  // rows of A per work item: a multiple of the kernels' 8 rows
-constexpr Index kTile = 64;       // transposition tile (elements a side)
+constexpr Index kTile = 64;       // columns of A per transposition block
 
 using Bf16Kernel = void (*)(const Bf16Args&);
 
@@ -32,6 +33,19 @@ Bf16Kernel ordered_kernel(Path p) {
     }
 }
 
+// Rows 2q and 2q + 1 of src (columns [c0, c0 + w)) as bf16 pairs: the low
+// half from row 2q (the even k, as the layouts of kernels.hpp hold it); a row
+// past K is zero.
+void pairs_of(const float* src, Index ld, Index K, Index q, Index c0, Index w, std::uint32_t* out) {
+    const float* a0 = src + 2 * q * ld + c0;
+    if (2 * q + 1 < K) {
+        const float* a1 = a0 + ld;
+        for (Index c = 0; c < w; ++c) out[c] = to_bf16(a0[c]) | std::uint32_t(to_bf16(a1[c])) << 16;
+    } else {
+        for (Index c = 0; c < w; ++c) out[c] = to_bf16(a0[c]);
+    }
+}
+
 }  // namespace
 
 void PackedBf16::pack_kn(const float* src, Index N, Index K, Index ld) {
@@ -39,12 +53,10 @@ void PackedBf16::pack_kn(const float* src, Index N, Index K, Index ld) {
     const Index kp = kp2();
     data_.assign(panels() * kp * kNR, 0);
     parallel_rows(panels(), K * kNR, [&](Index p) {
-        std::uint16_t* d = data_.data() + p * kp * kNR;
-        const Index c0 = column(p), w = width(p);
-        for (Index k = 0; k < K; ++k) {
-            const float* s = src + k * ld + c0;
-            std::uint16_t* dk = d + (k / 2) * 2 * kNR + k % 2;
-            for (Index c = 0; c < w; ++c) dk[2 * c] = to_bf16(s[c]);
+        std::uint32_t pair[kNR];
+        for (Index q = 0; q < kp / 2; ++q) {  // a panel holds 32 columns × (k even, k odd) per pair
+            pairs_of(src, ld, K, q, column(p), width(p), pair);
+            std::memcpy(data_.data() + (p * kp + 2 * q) * kNR, pair, width(p) * sizeof pair[0]);
         }
     });
 }
@@ -52,16 +64,15 @@ void PackedBf16::pack_kn(const float* src, Index N, Index K, Index ld) {
 void Bf16Rows::prepare_transposed(const float* A, Index lda, Index m, Index K) {
     m_ = m, K_ = K, ld_ = (K + 1) / 2 * 2;
     data_.resize(m * ld_);
-    const Index blocks = (m + kTile - 1) / kTile;
-    parallel_rows(blocks, kTile * K, [&](Index b) {
-        const Index i0 = b * kTile, i1 = std::min(m, i0 + kTile);
-        for (Index k0 = 0; k0 < K; k0 += kTile)
-            for (Index i = i0; i < i1; ++i) {
-                std::uint16_t* d = data_.data() + i * ld_;
-                for (Index k = k0, k1 = std::min(K, k0 + kTile); k < k1; ++k) d[k] = to_bf16(A[k * lda + i]);
-            }
-        if (K < ld_)
-            for (Index i = i0; i < i1; ++i) data_[i * ld_ + K] = 0;
+    // Rows of A are read contiguously a tile of kTile columns at a time; each
+    // column's pair lands in its row of the result (kTile rows, all in cache).
+    parallel_rows((m + kTile - 1) / kTile, kTile * K, [&](Index b) {
+        const Index i0 = b * kTile, n = std::min(m, i0 + kTile) - i0;
+        std::uint32_t pair[kTile];
+        for (Index q = 0; q < ld_ / 2; ++q) {
+            pairs_of(A, lda, K, q, i0, n, pair);
+            for (Index i = 0; i < n; ++i) std::memcpy(data_.data() + (i0 + i) * ld_ + 2 * q, pair + i, 4);
+        }
     });
 }
 
