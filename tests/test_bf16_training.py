@@ -9,6 +9,7 @@ bit-identical results for every thread count; the layer API and the training too
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,23 @@ def test_benchmark_training_mode(tmp_path):
         # torch fp32 sums in another order: fp32 round-off only
         assert r["errors"]["torch fp32"] <= 1e-4
     assert "bf16 × torch autocast" in run.stdout
+
+
+@pytest.mark.examples
+def test_forecast_gru_in_both_precisions(tmp_path):
+    """examples/forecast_gru.py --precision both: the bf16 model's test MAE within 5 % of the
+    fp32 model's (the issue asks 2 % of the full run, measured 0.2 %: docs/precision.md;
+    --quick trains 4 short epochs, whose curves have not settled), both beating the naive
+    forecast by far."""
+    root = Path(fastrnn.__file__).resolve().parents[1]
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "examples" /
+                                               "forecast_gru.py"), "--quick", "--precision", "both"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mae = {p: float(v) for p, v in re.findall(r"\[(\w+)\] test MAE: ([\d.]+)", proc.stdout)}
+    naive = float(re.search(r"naive last-value ([\d.]+)", proc.stdout).group(1))
+    assert set(mae) == {"float32", "bfloat16"}
+    assert abs(mae["bfloat16"] - mae["float32"]) <= 0.05 * mae["float32"]
+    assert max(mae.values()) < 0.5 * naive

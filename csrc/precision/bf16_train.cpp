@@ -18,7 +18,9 @@ namespace lowp {
 namespace {
 
 constexpr Index kRowBlock = 128;  // rows of A per work item: a multiple of the kernels' 8 rows
-constexpr Index kTile = 64;       // columns of A per transposition block
+// Columns read from each row of the source per pass (1 KiB of fp32): long
+// contiguous reads; the kTile destination rows they fill stay in L1.
+constexpr Index kTile = 256;
 
 using Bf16Kernel = void (*)(const Bf16Args&);
 
@@ -50,13 +52,18 @@ void pairs_of(const float* src, Index ld, Index K, Index q, Index c0, Index w, s
 
 void PackedBf16::pack_kn(const float* src, Index N, Index K, Index ld) {
     shape(1, N, K);
-    const Index kp = kp2();
+    const Index kp = kp2(), per = kTile / kNR, groups = (panels() + per - 1) / per;
     data_.assign(panels() * kp * kNR, 0);
-    parallel_rows(panels(), K * kNR, [&](Index p) {
-        std::uint32_t pair[kNR];
-        for (Index q = 0; q < kp / 2; ++q) {  // a panel holds 32 columns × (k even, k odd) per pair
-            pairs_of(src, ld, K, q, column(p), width(p), pair);
-            std::memcpy(data_.data() + (p * kp + 2 * q) * kNR, pair, width(p) * sizeof pair[0]);
+    // A group of panels (kTile columns) per pass; a panel holds 32 columns ×
+    // (k even, k odd) per pair of k.
+    parallel_rows(groups, K * kTile, [&](Index b) {
+        const Index p0 = b * per, p1 = std::min(panels(), p0 + per), c0 = column(p0);
+        std::uint32_t pair[kTile];
+        for (Index q = 0; q < kp / 2; ++q) {
+            pairs_of(src, ld, K, q, c0, column(p1 - 1) + width(p1 - 1) - c0, pair);
+            for (Index p = p0; p < p1; ++p)
+                std::memcpy(data_.data() + (p * kp + 2 * q) * kNR, pair + (column(p) - c0),
+                            width(p) * sizeof pair[0]);
         }
     });
 }
