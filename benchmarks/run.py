@@ -6,6 +6,7 @@
     python benchmarks/run.py --peers none --interleave --build portable=VENV/lib/python3.X/site-packages
     python benchmarks/run.py --precision float32,bfloat16,int8 --shapes mid_b32,big_b64 --cells lstm,gru --threads 1
     python benchmarks/run.py --precision float32,bfloat16 --modes training --shapes mid_b32,big_b64 --cells lstm,gru
+    python benchmarks/run.py --variants --shapes mid_b32 --threads 1 --json benchmarks/results/variants/DATE.json
 
 See benchmarks/README.md for what is measured and what the columns mean.
 """
@@ -31,6 +32,7 @@ import precision
 import precision_training
 import report
 import step
+import variants
 
 PEERS = [name for name in peers.BACKENDS if name not in ("reference", report.PRIMARY)]
 QUICK = {"shapes": ",".join(cases.QUICK_SHAPES), "threads": "1", "warmup": 1, "repeats": 5,
@@ -77,6 +79,10 @@ def parse_args(argv):
                    "--cells (lstm, gru) and --threads, plus eng.step at H=512 (benchmarks/precision.py); "
                    "with --modes training: float32,bfloat16 training steps against torch fp32 and "
                    "torch.autocast bf16 (benchmarks/precision_training.py)")
+    p.add_argument("--variants", action="store_true", help="only the cell-variant table on "
+                   "--shapes, --cells and --threads: each variant's training step over its plain "
+                   "cell's, and PyTorch's LN-LSTM loop when torch is installed "
+                   "(benchmarks/variants.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
@@ -263,8 +269,38 @@ def run_step(args):
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
     print(text)
     if args.json:
-        report.write_json({"step": rows}, args.json)
+        report.write_json({"meta": mode_meta(args, load), "step": rows}, args.json)
     return ok
+
+
+def mode_meta(args, load):
+    """What the --step/--precision/--variants JSON records about the run (report.py shows it)."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "cpu": machine.cpu_info(),
+            "threads": args.threads,
+            "load_average": {"start": load, "end": os.getloadavg()[0]}}
+
+
+def run_variants(args):
+    """The cell-variant table (docs/variants.md) at each thread count."""
+    try:
+        import torch  # noqa: F401
+        torch_peer = True
+    except ImportError:
+        torch_peer = False
+    load = os.getloadavg()[0]
+    rows = []
+    for threads in args.threads:
+        with machine.thread_limit(threads):
+            for shape in args.shapes:
+                rows += variants.measure(fastrnn.functional, shape, threads, args.cells,
+                                         budget=15.0, torch_peer=torch_peer)
+    print(f"cell variants · CPU: {machine.cpu_info().get('model', '?')} · load average "
+          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); training "
+          "step (forward + backward), medians of interleaved calls")
+    print(variants.table(rows))
+    if args.json:
+        report.write_json({"meta": mode_meta(args, load), "variants": rows}, args.json)
 
 
 def run_precision(args):
@@ -297,7 +333,8 @@ def run_precision(args):
     if training:
         print(precision_training.table(training))
     if args.json:
-        report.write_json({"precision": grid, "step": steps, "training": training}, args.json)
+        report.write_json({"meta": mode_meta(args, load), "precision": grid, "step": steps,
+                           "training": training}, args.json)
     bound = {"float32": 1e-5, "bfloat16": 1e-2, "int8": 3e-2}
     return (all(r["errors"][f"fastrnn {p}"] <= bound[p] for r in grid for p in args.precision)
             and all(r["errors"][f"fastrnn {p}"] <= precision_training.BOUND for r in training
@@ -310,6 +347,9 @@ def main(argv=None):
         sys.exit(0 if run_step(args) else 1)
     if args.precision:
         sys.exit(0 if run_precision(args) else 1)
+    if args.variants:
+        run_variants(args)
+        sys.exit(0)
     all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
     all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]
     all_backends += [peers.BACKENDS[name]() for name in args.peers]

@@ -697,6 +697,7 @@ VARIANT_OPTION_CASES = [
     (dict(zoneout=True), TypeError, r"zoneout must be a float"),
     (dict(go_backwards=1), TypeError, r"go_backwards must be a bool"),
     (dict(stateful="no"), TypeError, r"stateful must be a bool"),
+    (dict(zero_output_for_mask=0), TypeError, r"zero_output_for_mask must be a bool"),
     (dict(merge_mode="max", bidirectional=True), ValueError, r"merge_mode must be one of"),
     (dict(merge_mode="sum"), ValueError, r"merge_mode='sum' needs bidirectional=True"),
 ]

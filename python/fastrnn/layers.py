@@ -135,7 +135,10 @@ class _RNNBase(Module):
     # The variant and Keras options (docs/variants.md, "Layer options") each class takes, with
     # their defaults; a value equal to the default runs the plain layer.
     _options = dict(recurrent_dropout=0.0, zoneout=0.0, go_backwards=False,
-                    merge_mode="concat", stateful=False)
+                    merge_mode="concat", stateful=False, zero_output_for_mask=False)
+    # Options of the call semantics only (masks, carried states), not of the cell's math:
+    # the engine and PyTorch run such a layer's cells as they are.
+    _call_options = ("recurrent_dropout", "zero_output_for_mask")
 
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                  bidirectional, dtype, seed, backend, **options):
@@ -224,7 +227,7 @@ class _RNNBase(Module):
         if "layer_norm" in opts:
             opts["layer_norm"] = check_layer_norm(self._kind, opts["layer_norm"],
                                                   getattr(self, "reset_after", True))
-        for name in ("go_backwards", "stateful"):
+        for name in ("go_backwards", "stateful", "zero_output_for_mask"):
             opts[name] = check_flag(name, opts[name])
         check_choice("merge_mode", opts["merge_mode"], MERGE_MODES)
         if opts["merge_mode"] != "concat" and not self.bidirectional:
@@ -495,7 +498,8 @@ class _RNNBase(Module):
             valid = np.ones((T, B), dtype=bool)
         if self.go_backwards:
             valid = valid[::-1]
-        return _Steps(valid, self.go_backwards, zero_output=self.bidirectional)
+        return _Steps(valid, self.go_backwards,
+                      zero_output=self.bidirectional or self.zero_output_for_mask)
 
     def _carried_states(self, B):
         if self._carried[0].shape[1] != B:
@@ -548,8 +552,9 @@ class _RNNBase(Module):
         """An `InferenceEngine` (docs/engine.md) of this layer as it is now: its weights are
         copied and packed once, so later changes to `params` do not reach the engine.
         The engine runs the plain cells: a variant option other than recurrent_dropout (a
-        no-op at inference) is refused."""
-        changed = {k: v for k, v in self._changed_options().items() if k != "recurrent_dropout"}
+        no-op at inference) or zero_output_for_mask (masks only) is refused."""
+        changed = {k: v for k, v in self._changed_options().items()
+                   if k not in self._call_options}
         if getattr(self, "nonlinearity", "tanh") not in ("tanh", "relu"):
             changed["nonlinearity"] = self.nonlinearity
         if changed:
