@@ -5,7 +5,7 @@
 
 docs/performance.md and docs/img/performance-*.png are generated here from one saved grid
 run, plus the newest saved run of each other mode (benchmarks/results/{step,precision,
-variants}/*.json, from `run.py --step/--precision/--variants --json`); edit this file, never
+training,variants}/*.json, from `run.py --step/--precision/--variants --json`); edit this file, never
 the page.
 """
 import argparse
@@ -18,6 +18,9 @@ PRIMARY = "fastrnn"
 MODES = {"step": ("One-step latency", "--step"),
          "precision": ("Low precision: bfloat16 and int8 engines",
                        "--precision float32,bfloat16,int8 --shapes mid_b32,big_b64 --cells lstm,gru"),
+         "training": ("Training in bfloat16",
+                      "--precision float32,bfloat16 --modes training --shapes mid_b32,big_b64 "
+                      "--cells lstm,gru"),
          "variants": ("Cell variants", "--variants --shapes mid_b32")}
 
 
@@ -248,6 +251,7 @@ def _cell(row, name):
 def mode_section(kind, doc, source):
     """The markdown section of one saved --step/--precision/--variants run."""
     import precision
+    import precision_training
     import step
     import variants
     title, flag = MODES[kind]
@@ -268,8 +272,15 @@ def mode_section(kind, doc, source):
     if kind == "step":
         lines += ["```text", step.table(doc["step"])[0], "```"]
     elif kind == "precision":
-        names = [k.split(" ", 1)[1] for k in doc["precision"][0]["ms"] if k.startswith("fastrnn ")]
-        lines += [precision.table(doc["precision"], doc.get("step", []), names)]
+        grid, steps = doc["precision"], doc.get("step", [])
+        names = ([k.split(" ", 1)[1] for k in grid[0]["ms"] if k.startswith("fastrnn ")]
+                 if grid else list(steps[0]["us"]))
+        lines += [precision.table(grid, steps, names)]
+    elif kind == "training":
+        lines += ["A training step (forward + backward of one layer) per precision, against "
+                  "torch fp32 and `torch.autocast(\"cpu\", torch.bfloat16)`; gradient errors "
+                  "relative (Frobenius) to fastrnn's float32 gradients (docs/precision.md).", "",
+                  precision_training.table(doc["training"])]
     else:
         lines += ["Each variant's training step (forward + backward) over its plain cell's, "
                   "timed in turns; `torch_ln_lstm` is PyTorch's LN-LSTM as people write it "

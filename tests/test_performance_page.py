@@ -91,6 +91,10 @@ def test_other_modes_get_their_sections(tmp_path):
         precision=[{"cell": "gru", "shape": "mid_b32", "threads": 2, "errors": {
             "fastrnn float32": 0.0, "fastrnn int8": 0.01}, "ms": {
             "fastrnn float32": 30.0, "fastrnn int8": 12.0}}],
+        training=[{"cell": "lstm", "shape": "mid_b32", "threads": 1, "ms": {
+            "fastrnn float32": 100.0, "fastrnn bfloat16": 50.0, "torch fp32": 120.0,
+            "torch autocast": 60.0}, "errors": {"fastrnn bfloat16": 4e-3,
+                                                "torch autocast": 5e-3}}],
         variants=[{"cell": "lstm", "row": "layer_norm", "shape": "mid_b32", "threads": 1,
                    "median_ms": 123.4, "q1_ms": 120.0, "q3_ms": 130.0, "n": 9,
                    "x_plain": 1.187}])
@@ -104,12 +108,13 @@ def test_other_modes_get_their_sections(tmp_path):
     found = report.newest_modes(results)
     assert {k: p.name for k, p in found.items()} == {k: "2026-12-04.json" for k in rows}
     page = report.markdown(load(), "x.json", report.load_modes(found, tmp_path))
-    assert page.splitlines()[0].count("results/") == 3
+    assert page.splitlines()[0].count("results/") == 4
     for title, _ in report.MODES.values():
         assert f"## {title}" in page
     assert "2.50" in page                           # the step ratio 25 / 10
     assert "| gru | mid_b32 | 2 | int8 | 2.50× |" in page     # 30 / 12 over fastrnn fp32
     assert "| lstm | mid_b32 | 1 | layer_norm | 123 | 1.187 |" in page
+    assert "| lstm | mid_b32 | 1 | 2.00× | 1.20× | 2.00× |" in page    # 100/50, 60/50, 120/60
     assert "machine was shared" not in page.split("## One-step")[1]
     old = report.markdown(load(), "x.json", report.load_modes(
         {"step": results / "step" / "2026-01-01.json"}, tmp_path))
