@@ -112,6 +112,57 @@ def test_int8_paths_equal_the_model(path, shape):
     np.testing.assert_array_equal(out, ref.int8_gemm(a, w))
 
 
+def test_two_term_activations_match_the_model():
+    """activation_terms=2: term 0 is the one-term quantisation, term 1 the residual
+    a - s₁q₁ quantised the same way (|residual| ≤ s₁/2, so s₂ ≤ s₁/254); NaN/Inf and
+    all-zero rows behave as in term 0."""
+    rng = np.random.default_rng(31)
+    a = rng.standard_normal((6, 37)).astype(np.float32)
+    a[1] = 0
+    a[2, 5] = np.nan
+    a[3] = np.arange(37) - 18          # integers with scale 18/127: a nonzero residual
+    q, s = core.lowp_quantise_rows(a, terms=2)
+    q1, s1 = core.lowp_quantise_rows(a)
+    np.testing.assert_array_equal(q[0], q1)
+    np.testing.assert_array_equal(s[0], s1)
+    for t, (mq, ms) in enumerate(ref.quantise_terms(a, 2)):
+        np.testing.assert_array_equal(q[t], mq)
+        np.testing.assert_array_equal(s[t], ms)
+    ok = [0, 3, 4, 5]
+    assert np.all(s[1, ok] <= s[0, ok] / 254 * (1 + 1e-6)) and np.all(s[1, ok] > 0)
+    assert s[1, 1] == 0 and np.isnan(s[1, 2])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("path", INT8_PATHS)
+def test_int8_two_terms_equal_the_model_and_are_finer(path, shape):
+    # Exact against the model, as one term is (the same integer sums, twice, and
+    # the term-1 product added onto term 0's in fp32 on every path); and the error
+    # against the fp64 product shrinks to the weights' share.
+    need("int8", path)
+    m, K, N, G = shape
+    a, w = data(m, K, N, seed=32)
+    out = core.lowp_gemm(a, core.pack_s8(w, G, activation_terms=2), path=path)
+    np.testing.assert_array_equal(out, ref.int8_gemm(a, w, terms=2))
+    exact = a.astype(np.float64) @ w.astype(np.float64).T
+    one = core.lowp_gemm(a, core.pack_s8(w, G), path=path)
+    # |a - s₁q₁ - s₂q₂| ≤ s₂/2: the activations' term of the bound of
+    # test_int8_error_against_fp32_is_the_quantisation_step shrinks 254-fold.
+    _, sw = ref.quantise(w)
+    _, sa2 = ref.quantise_terms(a, 2)[1]
+    sa2, sw = sa2.astype(np.float64)[:, None], sw.astype(np.float64)[None, :]
+    # Each product is off by ≤ e_a|w| + |a|e_w + e_a·e_w with e_a ≤ s₂/2, e_w ≤ s_w/2;
+    # the fp32 dequantisations and the sum of the two terms add a few roundings.
+    bound = (sa2 / 2 * np.abs(w).sum(1)[None, :] + sw / 2 * (np.abs(a).sum(1)[:, None] + K * sa2)
+             + 2.0**-21 * np.abs(exact) + 1e-5)
+    assert np.all(np.abs(out - exact) <= bound)
+    # Against the product with the dequantised weights only the activations' error is
+    # left: two terms cut it by far more than 10× (about 254× less the fp32 roundings).
+    qw, sw1 = ref.quantise(w)
+    deq = a.astype(np.float64) @ (qw * sw1.astype(np.float64)[:, None]).T
+    assert np.abs(out - deq).max() * 10 < np.abs(one - deq).max()
+
+
 @pytest.mark.parametrize("path", INT8_PATHS)
 def test_int8_integer_sums_are_exact_at_the_extremes(path):
     # Scales that are powers of two (row maxima 127·2⁻³ and 127·2⁻⁵) make the

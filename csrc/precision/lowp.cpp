@@ -212,6 +212,11 @@ void PackedS8::pack(const float* src, Index G, Index H, Index K, Index ld, bool 
         }
 }
 
+void PackedS8::set_activation_terms(int terms) {
+    if (terms != 1 && terms != 2) throw std::invalid_argument("lowp: activation terms must be 1 or 2");
+    terms_ = terms;
+}
+
 void Bf16Rows::prepare(const float* A, Index lda, Index m, Index K) {
     m_ = m, K_ = K, ld_ = (K + 1) / 2 * 2;
     data_.resize(m * ld_);
@@ -222,13 +227,22 @@ void Bf16Rows::prepare(const float* A, Index lda, Index m, Index K) {
     }
 }
 
-void S8Rows::prepare(const float* A, Index lda, Index m, Index K, Path path) {
+void S8Rows::prepare(const float* A, Index lda, Index m, Index K, Path path, int terms) {
     s8_kernel(path);  // rejects a bf16 path
-    m_ = m, K_ = K, ld_ = (K + 3) / 4 * 4, path_ = path;
-    data_.resize(m * ld_);
-    scale_.resize(m);
+    m_ = m, K_ = K, ld_ = (K + 3) / 4 * 4, path_ = path, terms_ = terms;
+    data_.resize(terms * m * ld_);
+    scale_.resize(terms * m);
+    if (terms > 1) residual_.resize(K);
     const int offset = path == Path::avx512_vnni ? 128 : 0;  // vpdpbusd reads u8
-    for (Index i = 0; i < m; ++i) scale_[i] = quantise(A + i * lda, K, ld_, offset, data_.data() + i * ld_);
+    for (Index i = 0; i < m; ++i) {
+        const float* x = A + i * lda;
+        std::int8_t* q = data_.data() + i * ld_;
+        const float s = scale_[i] = quantise(x, K, ld_, offset, q);
+        if (terms == 1) continue;
+        // x − s₁q₁ (no FMA contraction in this module: the NumPy model's order)
+        for (Index k = 0; k < K; ++k) residual_[k] = x[k] - s * float(std::int8_t(std::uint8_t(q[k]) - offset));
+        scale_[m + i] = quantise(residual_.data(), K, ld_, offset, data_.data() + (m + i) * ld_);
+    }
 }
 
 namespace {
@@ -269,10 +283,11 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
     const S8Kernel kernel = s8_kernel(A.path_);
     const Index m = A.m_, np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
     if (m == 0) return;
-    parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
+    parallel_rows(nb * np, A.terms_ * std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
         const Index r0 = (item / np) * kRowBlock;
-        kernel(s8_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + r0, M,
-                       item % np, C + r0 * ldc, ldc, accumulate));
+        for (int t = 0; t < A.terms_; ++t)  // term 1 adds onto term 0, on the same thread
+            kernel(s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + t * m + r0, M,
+                           item % np, C + r0 * ldc, ldc, accumulate || t > 0));
     });
 }
 
@@ -293,8 +308,10 @@ void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C
     for (Index r0 = 0; r0 < A.m_; r0 += kRowBlock)
         for (Index g = 0; g < M.groups(); ++g)
             for (Index j = j0; j < j1; ++j)
-                kernel(s8_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, A.m_ - r0),
-                               A.scale_.data() + r0, M, g * M.per_group() + j, C + r0 * ldc, ldc, accumulate));
+                for (int t = 0; t < A.terms_; ++t)
+                    kernel(s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, A.m_ - r0),
+                                   A.scale_.data() + t * A.m_ + r0, M, g * M.per_group() + j, C + r0 * ldc, ldc,
+                                   accumulate || t > 0));
 }
 
 }  // namespace lowp
