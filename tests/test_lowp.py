@@ -20,7 +20,7 @@ CPU_FEATURES = {"avx512_bf16": "avx512bf16", "avx512_vnni": "avx512vnni", "avx2"
 # (m, K, N, groups): partial panels (N per group not a multiple of 32), odd K
 # and K not a multiple of 4, every row tail of the 8-row kernels, one step.
 SHAPES = [(1, 7, 5, 1), (2, 70, 100, 1), (3, 33, 4 * 40, 4), (13, 64, 96, 3), (130, 129, 3 * 33, 3),
-          (8, 256, 64, 1)]
+          (8, 256, 64, 1), (5, 40, 3 * 40, 3), (9, 36, 200, 1)]
 
 
 def need(kind, path):
