@@ -348,3 +348,12 @@ def test_int8_refuses_k_that_could_overflow_the_s32_sums():
     # 65537 · 255 · 127 > 2³¹ (the VNNI path sums u8 = q + 128)
     with pytest.raises(ValueError, match="weight_ih_l0: int8 needs at most 65536 inputs per output"):
         core.pack_s8(np.ones((2, 65537), np.float32), name="weight_ih_l0")
+
+
+def test_activation_terms_must_be_one_or_two():
+    w = np.ones((4, 8), np.float32)
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="terms must be 1 or 2"):
+            core.pack_s8(w, activation_terms=bad)
+        with pytest.raises(ValueError, match="terms must be 1 or 2"):
+            core.lowp_quantise_rows(w, terms=bad)
