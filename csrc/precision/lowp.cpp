@@ -283,11 +283,22 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
     const S8Kernel kernel = s8_kernel(A.path_);
     const Index m = A.m_, np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
     if (m == 0) return;
-    parallel_rows(nb * np, A.terms_ * std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
-        const Index r0 = (item / np) * kRowBlock;
-        for (int t = 0; t < A.terms_; ++t)  // term 1 adds onto term 0, on the same thread
-            kernel(s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + t * m + r0, M,
-                           item % np, C + r0 * ldc, ldc, accumulate || t > 0));
+    // VNNI, several rows: items of two panels, each broadcast feeding both (1.07–1.16× on
+    // the input projections, side by side; docs/precision.md). Same sums in any grouping.
+    const bool pairs = A.path_ == Path::avx512_vnni && m > 1;
+    const Index per = pairs ? 2 : 1, items = (np + per - 1) / per;
+    parallel_rows(nb * items, per * A.terms_ * std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
+        const Index r0 = (item / items) * kRowBlock, p0 = (item % items) * per;
+        for (int t = 0; t < A.terms_; ++t) {  // term 1 adds onto term 0, on the same thread
+            auto args = [&](Index p) {
+                return s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + t * m + r0, M,
+                               p, C + r0 * ldc, ldc, accumulate || t > 0);
+            };
+#if defined(FASTRNN_LOWP_X86)
+            if (pairs && p0 + 1 < np) { s8_panel_pair_avx512_vnni(args(p0), args(p0 + 1)); continue; }
+#endif
+            kernel(args(p0));
+        }
     });
 }
 
