@@ -289,10 +289,13 @@ def mode_section(kind, doc, source):
 
 
 def newest_modes(results):
-    """{kind: the newest (by name) JSON in results/<kind>/} for the kinds that have one."""
+    """{kind: the newest JSON in results/<kind>/} for the kinds that have one: the latest
+    recorded date, then the last name (files from before the run metadata count as oldest)."""
+    def when(path):
+        return json.loads(path.read_text()).get("meta", {}).get("date", ""), path.name
     found = {}
     for kind in MODES:
-        saved = sorted((Path(results) / kind).glob("*.json"))
+        saved = sorted((Path(results) / kind).glob("*.json"), key=when)
         if saved:
             found[kind] = saved[-1]
     return found

@@ -48,15 +48,16 @@ using Bf16Holder = Holder<lowp::PackedBf16>;
 using S8Holder = Holder<lowp::PackedS8>;
 
 template <typename H>
-H packed(const py::handle& w_obj, Index groups, const char* name) {
+H packed(const py::handle& w_obj, Index groups, const char* name, int terms = 1) {
     const F32 w = f32_matrix(w_obj, name);
     const auto [h, k] = group_shape(w, groups, name);
     H out;
     out.n = w.shape(0), out.k = k;
     py::gil_scoped_release nogil;
-    if constexpr (std::is_same_v<H, S8Holder>)
+    if constexpr (std::is_same_v<H, S8Holder>) {
         out.m.pack(w.data(), groups, h, k, k, false, name);
-    else
+        out.m.set_activation_terms(terms);
+    } else
         out.m.pack(w.data(), groups, h, k, k, false);
     return out;
 }
@@ -128,11 +129,12 @@ void bind_precision(py::module_& m) {
     m.def("pack_bf16", [](const py::handle& w, Index groups) { return packed<Bf16Holder>(w, groups, "weight"); },
           py::arg("w"), py::arg("groups") = 1, "w (N, K) float32 as bf16 panels (round to nearest even).");
     m.def("pack_s8",
-          [](const py::handle& w, Index groups, const std::string& name) {
-              return packed<S8Holder>(w, groups, name.c_str());
+          [](const py::handle& w, Index groups, const std::string& name, int activation_terms) {
+              return packed<S8Holder>(w, groups, name.c_str(), activation_terms);
           },
-          py::arg("w"), py::arg("groups") = 1, py::arg("name") = "weight",
-          "w (N, K) float32 quantised to s8 with a symmetric scale per row; NaN/Inf raise ValueError naming `name`.");
+          py::arg("w"), py::arg("groups") = 1, py::arg("name") = "weight", py::arg("activation_terms") = 1,
+          "w (N, K) float32 quantised to s8 with a symmetric scale per row; NaN/Inf raise ValueError naming `name`; "
+          "activation_terms=2 quantises each activation row in two terms (x ≈ s₁q₁ + s₂q₂).");
 
     m.def("lowp_gemm",
           [](const py::handle& a, const F32Holder& M, const py::object& out, bool accumulate,
@@ -162,7 +164,7 @@ void bind_precision(py::module_& m) {
               const lowp::Path p = path ? lowp::int8_path_named(*path, "path") : lowp::int8_path();
               return product(a, M, out, accumulate, [&](const float* A, Index lda, Index mm, float* C, Index ldc) {
                   lowp::S8Rows rows;
-                  rows.prepare(A, lda, mm, M.k, p);
+                  rows.prepare(A, lda, mm, M.k, p, M.m.activation_terms());
                   lowp::gemm(rows, M.m, C, ldc, accumulate);
               });
           },
@@ -171,20 +173,25 @@ void bind_precision(py::module_& m) {
           "out (=|+=) a · Mᵀ, a (m, K) float32; path: a name from lowp_paths(), default the selected one.");
 
     m.def("lowp_quantise_rows",
-          [](const py::handle& a_obj) {
+          [](const py::handle& a_obj, int terms) {
               const F32 a = f32_matrix(a_obj, "a");
+              if (terms != 1 && terms != 2) throw std::invalid_argument("terms must be 1 or 2");
               const Index rows = a.shape(0), k = a.shape(1);
               lowp::S8Rows q;
-              q.prepare(a.data(), k, rows, k, lowp::Path::scalar);
-              py::array_t<std::int8_t> qa({rows, k});
-              py::array_t<float> s(rows);
-              for (Index i = 0; i < rows; ++i) {
-                  std::copy_n(q.row(i), k, qa.mutable_data(i, 0));
-                  s.mutable_at(i) = q.scale(i);
-              }
-              return py::make_tuple(qa, s);
+              q.prepare(a.data(), k, rows, k, lowp::Path::scalar, terms);
+              py::array_t<std::int8_t> qa({Index(terms), rows, k});
+              py::array_t<float> s({Index(terms), rows});
+              for (int t = 0; t < terms; ++t)
+                  for (Index i = 0; i < rows; ++i) {
+                      std::copy_n(q.row(i, t), k, qa.mutable_data(t, i, 0));
+                      s.mutable_at(t, i) = q.scale(i, t);
+                  }
+              if (terms == 1) return py::tuple(py::make_tuple(qa[py::int_(0)], s[py::int_(0)]));
+              return py::tuple(py::make_tuple(qa, s));
           },
-          py::arg("a"), "Each row of a quantised as the int8 GEMM does it: (q (m, K) int8, scales (m,)).");
+          py::arg("a"), py::arg("terms") = 1,
+          "Each row of a quantised as the int8 GEMM does it: (q (m, K) int8, scales (m,)); with terms=2, "
+          "(q (2, m, K), scales (2, m)), term 1 the quantised residual.");
 
     m.def("lowp_paths", [] {
         py::dict d;

@@ -20,7 +20,7 @@ CPU_FEATURES = {"avx512_bf16": "avx512bf16", "avx512_vnni": "avx512vnni", "avx2"
 # (m, K, N, groups): partial panels (N per group not a multiple of 32), odd K
 # and K not a multiple of 4, every row tail of the 8-row kernels, one step.
 SHAPES = [(1, 7, 5, 1), (2, 70, 100, 1), (3, 33, 4 * 40, 4), (13, 64, 96, 3), (130, 129, 3 * 33, 3),
-          (8, 256, 64, 1)]
+          (8, 256, 64, 1), (5, 40, 3 * 40, 3), (9, 36, 200, 1)]
 
 
 def need(kind, path):
@@ -110,6 +110,57 @@ def test_int8_paths_equal_the_model(path, shape):
     a, w = data(m, K, N, seed=4)
     out = core.lowp_gemm(a, core.pack_s8(w, G), path=path)
     np.testing.assert_array_equal(out, ref.int8_gemm(a, w))
+
+
+def test_two_term_activations_match_the_model():
+    """activation_terms=2: term 0 is the one-term quantisation, term 1 the residual
+    a - s₁q₁ quantised the same way (|residual| ≤ s₁/2, so s₂ ≤ s₁/254); NaN/Inf and
+    all-zero rows behave as in term 0."""
+    rng = np.random.default_rng(31)
+    a = rng.standard_normal((6, 37)).astype(np.float32)
+    a[1] = 0
+    a[2, 5] = np.nan
+    a[3] = np.arange(37) - 18          # integers with scale 18/127: a nonzero residual
+    q, s = core.lowp_quantise_rows(a, terms=2)
+    q1, s1 = core.lowp_quantise_rows(a)
+    np.testing.assert_array_equal(q[0], q1)
+    np.testing.assert_array_equal(s[0], s1)
+    for t, (mq, ms) in enumerate(ref.quantise_terms(a, 2)):
+        np.testing.assert_array_equal(q[t], mq)
+        np.testing.assert_array_equal(s[t], ms)
+    ok = [0, 3, 4, 5]
+    assert np.all(s[1, ok] <= s[0, ok] / 254 * (1 + 1e-6)) and np.all(s[1, ok] > 0)
+    assert s[1, 1] == 0 and np.isnan(s[1, 2])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("path", INT8_PATHS)
+def test_int8_two_terms_equal_the_model_and_are_finer(path, shape):
+    # Exact against the model, as one term is (the same integer sums, twice, and
+    # the term-1 product added onto term 0's in fp32 on every path); and the error
+    # against the fp64 product shrinks to the weights' share.
+    need("int8", path)
+    m, K, N, G = shape
+    a, w = data(m, K, N, seed=32)
+    out = core.lowp_gemm(a, core.pack_s8(w, G, activation_terms=2), path=path)
+    np.testing.assert_array_equal(out, ref.int8_gemm(a, w, terms=2))
+    exact = a.astype(np.float64) @ w.astype(np.float64).T
+    one = core.lowp_gemm(a, core.pack_s8(w, G), path=path)
+    # |a - s₁q₁ - s₂q₂| ≤ s₂/2: the activations' term of the bound of
+    # test_int8_error_against_fp32_is_the_quantisation_step shrinks 254-fold.
+    _, sw = ref.quantise(w)
+    _, sa2 = ref.quantise_terms(a, 2)[1]
+    sa2, sw = sa2.astype(np.float64)[:, None], sw.astype(np.float64)[None, :]
+    # Each product is off by ≤ e_a|w| + |a|e_w + e_a·e_w with e_a ≤ s₂/2, e_w ≤ s_w/2;
+    # the fp32 dequantisations and the sum of the two terms add a few roundings.
+    bound = (sa2 / 2 * np.abs(w).sum(1)[None, :] + sw / 2 * (np.abs(a).sum(1)[:, None] + K * sa2)
+             + 2.0**-21 * np.abs(exact) + 1e-5)
+    assert np.all(np.abs(out - exact) <= bound)
+    # Against the product with the dequantised weights only the activations' error is
+    # left: two terms cut it by far more than 10× (about 254× less the fp32 roundings).
+    qw, sw1 = ref.quantise(w)
+    deq = a.astype(np.float64) @ (qw * sw1.astype(np.float64)[:, None]).T
+    assert np.abs(out - deq).max() * 10 < np.abs(one - deq).max()
 
 
 @pytest.mark.parametrize("path", INT8_PATHS)
@@ -297,3 +348,12 @@ def test_int8_refuses_k_that_could_overflow_the_s32_sums():
     # 65537 · 255 · 127 > 2³¹ (the VNNI path sums u8 = q + 128)
     with pytest.raises(ValueError, match="weight_ih_l0: int8 needs at most 65536 inputs per output"):
         core.pack_s8(np.ones((2, 65537), np.float32), name="weight_ih_l0")
+
+
+def test_activation_terms_must_be_one_or_two():
+    w = np.ones((4, 8), np.float32)
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="terms must be 1 or 2"):
+            core.pack_s8(w, activation_terms=bad)
+        with pytest.raises(ValueError, match="terms must be 1 or 2"):
+            core.lowp_quantise_rows(w, terms=bad)

@@ -104,6 +104,8 @@ def test_other_modes_get_their_sections(tmp_path):
     for kind, r in rows.items():
         (results / kind).mkdir(parents=True)
         (results / kind / "2026-01-01.json").write_text(json.dumps({kind: r}))   # no meta
+        # last by name, but without the run metadata: older than any run that has it
+        (results / kind / "2026-12-04-run9.json").write_text(json.dumps({kind: r}))
         (results / kind / "2026-12-04.json").write_text(json.dumps({"meta": meta, kind: r}))
     found = report.newest_modes(results)
     assert {k: p.name for k, p in found.items()} == {k: "2026-12-04.json" for k in rows}

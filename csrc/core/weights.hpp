@@ -94,7 +94,7 @@ struct LowpFormat {
 private:
     static void prepare(Rows& rows, const float* A, Index lda, Index m, const Matrix& M) {
         if constexpr (std::is_same_v<Packed, lowp::PackedS8>)
-            rows.prepare(A, lda, m, M.m.K(), M.path);
+            rows.prepare(A, lda, m, M.m.K(), M.path, M.m.activation_terms());
         else
             rows.prepare(A, lda, m, M.m.K());
     }

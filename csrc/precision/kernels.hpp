@@ -59,6 +59,8 @@ void s8_panel_avx2(const S8Args& p);
 void bf16_panel_avx512_bf16(const Bf16Args& p);
 void bf16_panel_avx512_bf16_ordered(const Bf16Args& p);  // one k order for every row count (training)
 void s8_panel_avx512_vnni(const S8Args& p);
+// Two panels over the same rows (a, lda, m, row_scale, kq) in one pass (lowp.cpp's gemm, m > 1).
+void s8_panel_pair_avx512_vnni(const S8Args& p, const S8Args& q);
 #endif
 
 }  // namespace lowp

@@ -204,6 +204,11 @@ void PackedS8::pack(const float* src, Index G, Index H, Index K, Index ld, bool 
         }
 }
 
+void PackedS8::set_activation_terms(int terms) {
+    if (terms != 1 && terms != 2) throw std::invalid_argument("lowp: activation terms must be 1 or 2");
+    terms_ = terms;
+}
+
 void Bf16Rows::prepare(const float* A, Index lda, Index m, Index K) {
     m_ = m, K_ = K, ld_ = (K + 1) / 2 * 2;
     data_.resize(m * ld_);
@@ -214,13 +219,22 @@ void Bf16Rows::prepare(const float* A, Index lda, Index m, Index K) {
     }
 }
 
-void S8Rows::prepare(const float* A, Index lda, Index m, Index K, Path path) {
+void S8Rows::prepare(const float* A, Index lda, Index m, Index K, Path path, int terms) {
     s8_kernel(path);  // rejects a bf16 path
-    m_ = m, K_ = K, ld_ = (K + 3) / 4 * 4, path_ = path;
-    data_.resize(m * ld_);
-    scale_.resize(m);
+    m_ = m, K_ = K, ld_ = (K + 3) / 4 * 4, path_ = path, terms_ = terms;
+    data_.resize(terms * m * ld_);
+    scale_.resize(terms * m);
+    if (terms > 1) residual_.resize(K);
     const int offset = path == Path::avx512_vnni ? 128 : 0;  // vpdpbusd reads u8
-    for (Index i = 0; i < m; ++i) scale_[i] = quantise(A + i * lda, K, ld_, offset, data_.data() + i * ld_);
+    for (Index i = 0; i < m; ++i) {
+        const float* x = A + i * lda;
+        std::int8_t* q = data_.data() + i * ld_;
+        const float s = scale_[i] = quantise(x, K, ld_, offset, q);
+        if (terms == 1) continue;
+        // x − s₁q₁ (no FMA contraction in this module: the NumPy model's order)
+        for (Index k = 0; k < K; ++k) residual_[k] = x[k] - s * float(std::int8_t(std::uint8_t(q[k]) - offset));
+        scale_[m + i] = quantise(residual_.data(), K, ld_, offset, data_.data() + (m + i) * ld_);
+    }
 }
 
 namespace {
@@ -261,10 +275,22 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
     const S8Kernel kernel = s8_kernel(A.path_);
     const Index m = A.m_, np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
     if (m == 0) return;
-    parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
-        const Index r0 = (item / np) * kRowBlock;
-        kernel(s8_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + r0, M,
-                       item % np, C + r0 * ldc, ldc, accumulate));
+    // VNNI, several rows: items of two panels, each broadcast feeding both (1.07–1.16× on
+    // the input projections, side by side; docs/precision.md). Same sums in any grouping.
+    const bool pairs = A.path_ == Path::avx512_vnni && m > 1;
+    const Index per = pairs ? 2 : 1, items = (np + per - 1) / per;
+    parallel_rows(nb * items, per * A.terms_ * std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
+        const Index r0 = (item / items) * kRowBlock, p0 = (item % items) * per;
+        for (int t = 0; t < A.terms_; ++t) {  // term 1 adds onto term 0, on the same thread
+            auto args = [&](Index p) {
+                return s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + t * m + r0, M,
+                               p, C + r0 * ldc, ldc, accumulate || t > 0);
+            };
+#if defined(FASTRNN_LOWP_X86)
+            if (pairs && p0 + 1 < np) { s8_panel_pair_avx512_vnni(args(p0), args(p0 + 1)); continue; }
+#endif
+            kernel(args(p0));
+        }
     });
 }
 
@@ -285,8 +311,10 @@ void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C
     for (Index r0 = 0; r0 < A.m_; r0 += kRowBlock)
         for (Index g = 0; g < M.groups(); ++g)
             for (Index j = j0; j < j1; ++j)
-                kernel(s8_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, A.m_ - r0),
-                               A.scale_.data() + r0, M, g * M.per_group() + j, C + r0 * ldc, ldc, accumulate));
+                for (int t = 0; t < A.terms_; ++t)
+                    kernel(s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, A.m_ - r0),
+                                   A.scale_.data() + t * A.m_ + r0, M, g * M.per_group() + j, C + r0 * ldc, ldc,
+                                   accumulate || t > 0));
 }
 
 }  // namespace lowp

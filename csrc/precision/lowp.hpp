@@ -5,7 +5,10 @@
 //   int8: dynamic quantisation. M as s8 with one symmetric scale per output
 //         column (scale = max|row of M| / 127); each row of A quantised per
 //         call to s8, symmetric, scale = max|row| / 127; s32 accumulation;
-//         C = float(acc) · (row scale · column scale), fp32.
+//         C = float(acc) · (row scale · column scale), fp32. A matrix may ask
+//         for its activations in two terms (activation_terms() = 2): each
+//         row as s₁q₁ + s₂q₂, q₂ the quantised residual x − s₁q₁, run as two
+//         passes over the panel (twice the multiply-adds, about 15 bits).
 // Activations are prepared once per call (Bf16Rows / S8Rows) and then read
 // by every panel, so a time loop prepares h_t once per step and lets each
 // thread run its own unit panels (gemm_units), like packed_gemm_units.
@@ -88,8 +91,12 @@ public:
     const std::int8_t* panel(Index p) const { return data_.data() + p * kq() * kNR; }
     const std::int32_t* col_sum(Index p) const { return col_sum_.data() + p * kNR; }
     const float* col_scale(Index p) const { return col_scale_.data() + p * kNR; }
+    // 1 or 2 terms per activation row (S8Rows::prepare); set after pack().
+    int activation_terms() const { return terms_; }
+    void set_activation_terms(int terms);
 
 private:
+    int terms_ = 1;
     Buffer<std::int8_t> data_;
     Buffer<std::int32_t> col_sum_;  // Σ_k q[n, k] per packed column (0 past the width)
     Buffer<float> col_scale_;
@@ -114,22 +121,26 @@ private:
 
 // A(m, K) quantised per row for the kernels of `path` (which must be the path
 // of the gemm that reads them). A row with NaN or Inf gets a NaN scale, so its
-// outputs are NaN, as in fp32.
+// outputs are NaN, as in fp32. With terms = 2, term 1 quantises each row's
+// residual A − s₁q₁ the same way (scale s₂ ≈ s₁/254).
 class S8Rows {
 public:
-    void prepare(const float* A, Index lda, Index m, Index K, Path path);
+    void prepare(const float* A, Index lda, Index m, Index K, Path path, int terms = 1);
     Index m() const { return m_; }
     Path path() const { return path_; }
-    const std::int8_t* row(Index i) const { return data_.data() + i * ld_; }  // s8 (u8 - 128 for VNNI)
-    float scale(Index i) const { return scale_[i]; }
+    int terms() const { return terms_; }
+    // Row i of term t: s8 (u8 - 128 for VNNI), and its scale.
+    const std::int8_t* row(Index i, int t = 0) const { return data_.data() + (t * m_ + i) * ld_; }
+    float scale(Index i, int t = 0) const { return scale_[t * m_ + i]; }
 
 private:
     friend void gemm_units(const S8Rows&, const PackedS8&, Index, Index, float*, Index, bool);
     friend void gemm(const S8Rows&, const PackedS8&, float*, Index, bool);
     Index m_ = 0, K_ = 0, ld_ = 0;
+    int terms_ = 1;
     Path path_ = Path::scalar;
     Buffer<std::int8_t> data_;
-    Buffer<float> scale_;
+    Buffer<float> scale_, residual_;
 };
 
 // C(m, N) (=|+=) A · Mᵀ over all panels, threads splitting (row block, panel)

@@ -45,6 +45,18 @@ def quantise(x):
     return q.astype(np.int8), scale
 
 
+def quantise_terms(x, terms=1):
+    """[(q, scale)] per term: term 0 is quantise(x); term 1 (terms=2) quantises
+    the residual x - scale·q, in float32 as the C++ computes it."""
+    x = np.asarray(x, np.float32)
+    out = [quantise(x)]
+    if terms == 2:
+        q, s = out[0]
+        with np.errstate(invalid="ignore"):
+            out.append(quantise(x - s[:, None] * q.astype(np.float32)))
+    return out
+
+
 def int8_accumulate(a, w):
     """The s32 sums Σ_k q_a[i, k]·q_w[n, k], exactly (int64 here)."""
     qa, _ = quantise(a)
@@ -52,9 +64,13 @@ def int8_accumulate(a, w):
     return qa.astype(np.int64) @ qw.astype(np.int64).T
 
 
-def int8_gemm(a, w):
-    """Dequantised fp32 output: float32(acc) · (scale_a[i] · scale_w[n])."""
-    _, sa = quantise(a)
-    _, sw = quantise(w)
-    acc = int8_accumulate(a, w).astype(np.float32)
-    return acc * (sa[:, None] * sw[None, :])
+def int8_gemm(a, w, terms=1):
+    """Dequantised fp32 output: float32(acc) · (scale_a[i] · scale_w[n]), summed
+    over the activation terms in order (term 1 added onto term 0)."""
+    qw, sw = quantise(w)
+    out = None
+    for qa, sa in quantise_terms(a, terms):
+        acc = (qa.astype(np.int64) @ qw.astype(np.int64).T).astype(np.float32)
+        c = acc * (sa[:, None] * sw[None, :])
+        out = c if out is None else c + out
+    return out

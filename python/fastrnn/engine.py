@@ -111,7 +111,7 @@ class InferenceEngine:
         """`state` as one array per cell state (None: zeros), each checked against shape;
         `writable`: arrays the engine writes into, which must be C-contiguous (never copied)."""
         names = [f"{name}[{k}] ({s})" for k, s in enumerate(self.states)] \
-            if len(self.states) > 1 else [name]
+            if len(self.states) > 1 else (name,)
         if state is None:
             return [np.zeros(shape, self.dtype) for _ in self.states]
         if len(self.states) == 1:
@@ -209,11 +209,13 @@ class InferenceEngine:
             if out[1] is None:
                 raise TypeError("out[1] must be the state arrays to write, not None")
             s_n = self._state("out[1]", out[1], sshape, swhat, writable=True)
-        rows = (lambda a: a.reshape((1, B, a.shape[-1])))   # a view: all are C-contiguous
-        inp = rows(np.ascontiguousarray(x_t))
+        # (L, B, H) and (1, B, ·) views (every array here is C-contiguous): the per-step cost
+        # is a few µs of Python, which the bf16/int8 steps feel most (docs/precision.md)
+        h0, hn = s0[0].reshape(L, B, H), s_n[0].reshape(L, B, H)
+        c0, cn = (s0[1].reshape(L, B, H), s_n[1].reshape(L, B, H)) if len(s0) > 1 else ((None,) * L,) * 2
+        inp = np.ascontiguousarray(x_t).reshape(1, B, self.input_size)
         for i, (e,) in enumerate(self._layers):
-            dst = y if i == L - 1 else s_n[0][i]
-            e.run(inp, rows(s0[0][i])[0], rows(s0[1][i])[0] if len(s0) > 1 else None, None,
-                  rows(dst), rows(s_n[0][i])[0], rows(s_n[1][i])[0] if len(s_n) > 1 else None)
-            inp = rows(dst)
+            dst = y.reshape(1, B, H) if i == L - 1 else hn[i:i + 1]
+            e.run(inp, h0[i], c0[i], None, dst, hn[i], cn[i])
+            inp = dst
         return y, self._pack_states(s_n)
