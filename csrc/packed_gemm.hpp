@@ -10,7 +10,11 @@
 //
 // Each output element is computed by the same code with the same summation
 // order whatever the thread count (panels are split among threads, never K),
-// so the recurrent products are bit-identical across thread counts.
+// so the recurrent products are bit-identical across thread counts. With 32
+// vector registers (AVX-512) that order does not depend on how many rows a
+// micro-kernel call gets either, so rows may be split among threads anywhere
+// (kRowAlign = 1); with 16 the order of a block of 1 or 2 rows differs, and
+// row shares start at multiples of MR (time_loop.hpp).
 #pragma once
 
 #include "parallel.hpp"
@@ -26,6 +30,20 @@ struct PacketInfo {
     static constexpr int L = Eigen::internal::unpacket_traits<P>::size;
     static constexpr int NR = 2 * L;  // output columns per panel
     static constexpr int MR = 6;      // rows of A per micro-kernel call
+#ifdef EIGEN_VECTORIZE_AVX512
+    // 32 registers hold 2 k-interleaved accumulator sets of MR × NR (24), so
+    // every row count runs the same two chains per element: 4 FMA chains even
+    // for one row, enough to cover the FMA latency where one row is load-bound.
+    static constexpr bool kFixedOrder = true;
+#else
+    // 16 registers hold one set of MR × NR (12); blocks of 1 or 2 rows split
+    // k into more sets for the latency chain, a different summation order.
+    static constexpr bool kFixedOrder = false;
+#endif
+    // Rows of A a thread's share must start at for bit-identical results.
+    static constexpr int kRowAlign = kFixedOrder ? 1 : MR;
+    // Accumulator sets (k-interleaved chains) for a block of `rows` rows.
+    static constexpr int sets(int rows) { return kFixedOrder ? 2 : rows == 1 ? 4 : rows == 2 ? 2 : 1; }
 };
 
 template <typename S>
@@ -153,16 +171,19 @@ inline void micro_kernel(const S* A, Index lda, const S* panel, Index K, S* C, I
 template <typename S>
 inline void panel_product(const S* A, Index lda, Index m, const S* panel, Index K, S* C, Index ldc, Index cols,
                           bool accumulate) {
-    constexpr int MR = PacketInfo<S>::MR;
+    using PI = PacketInfo<S>;
+    constexpr int MR = PI::MR;
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        micro_kernel<S, MR, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate);
+        micro_kernel<S, MR, PI::sets(MR)>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate);
+    const S* a = A + i * lda;
+    S* c = C + i * ldc;
     switch (m - i) {
-        case 5: micro_kernel<S, 5, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 4: micro_kernel<S, 4, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 3: micro_kernel<S, 3, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 2: micro_kernel<S, 2, 2>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 1: micro_kernel<S, 1, 4>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 5: micro_kernel<S, 5, PI::sets(5)>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 4: micro_kernel<S, 4, PI::sets(4)>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 3: micro_kernel<S, 3, PI::sets(3)>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 2: micro_kernel<S, 2, PI::sets(2)>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 1: micro_kernel<S, 1, PI::sets(1)>(a, lda, panel, K, c, ldc, cols, accumulate); break;
         default: break;
     }
 }
