@@ -10,12 +10,10 @@
 //    units' columns of every gate, then their elementwise pass; a product
 //    that reads all units of the phase before it waits at a barrier.
 // Neither split divides a sum, and results are bit-identical for every thread
-// count (docs/numerics.md): with AVX-512 the micro-kernel's summation order
-// does not depend on a block's row count, so row shares balance exactly; with
-// fewer registers it does, and shares start at multiples of the micro-kernel's
-// MR rows, so every thread count groups rows into the same blocks
-// (packed_gemm.hpp). The gate activations give the same bits in SIMD and
-// scalar code (activations.hpp), so where a unit share starts does not matter.
+// count (docs/numerics.md): the micro-kernel's summation order does not
+// depend on a block's row count (packed_gemm.hpp), so row shares balance
+// exactly, and the gate activations give the same bits in SIMD and scalar
+// code (activations.hpp), so where a unit share starts does not matter.
 //
 // Ctrl-C: the calling thread polls for an interrupt between steps and the
 // team stops at one step; the loop then throws Interrupted (parallel.hpp).
@@ -63,11 +61,8 @@ inline TeamPlan plan_team(const Schedule& sch, Index panels, Index B, Index step
 }
 
 // Thread t's part. Rows are split so that the threads' summed sequence
-// lengths match (rows are sorted longest first): each boundary is the
-// multiple of kRowAlign nearest to k/nt of the work.
-constexpr Index kRowAlign = PacketInfo<float>::kRowAlign;
-static_assert(PacketInfo<double>::kRowAlign == kRowAlign, "one row grouping for every type");
-
+// lengths match (rows are sorted longest first): each boundary is the row
+// nearest to k/nt of the work.
 inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, int t, int nt) {
     if (!by_rows || nt == 1) {
         const Index j0 = panels * t / nt, j1 = panels * (t + 1) / nt;
@@ -75,16 +70,12 @@ inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, 
     }
     Index total = 0;
     for (Index r = 0; r < B; ++r) total += sch.length(r);
-    auto boundary = [&](int k) {  // the aligned row nearest to a share of k/nt of the work
+    auto boundary = [&](int k) {
         if (k == nt) return B;
-        Index r = 0, done = 0, best = 0, best_gap = total * k;  // gaps in units of 1/nt
-        while (r < B) {
-            for (Index e = std::min(B, r + kRowAlign); r < e; ++r) done += sch.length(r);
-            const Index gap = std::abs(done * nt - total * k);
-            if (gap >= best_gap) break;  // done only grows: the gap has passed its minimum
-            best = r, best_gap = gap;
-        }
-        return best;
+        Index r = 0, done = 0;  // work in units of 1/nt: row r's end is done + length(r)
+        while (r < B && std::abs((done + sch.length(r)) * nt - total * k) < std::abs(done * nt - total * k))
+            done += sch.length(r++);
+        return r;
     };
     return Part{boundary(t), boundary(t + 1), 0, panels, nt, false, t};
 }
