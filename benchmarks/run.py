@@ -5,6 +5,8 @@
     python benchmarks/run.py --shapes none --shape 20,4,16,32 --threads 1
     python benchmarks/run.py --peers none --interleave --build portable=VENV/lib/python3.X/site-packages
     python benchmarks/run.py --precision float32,bfloat16,int8 --shapes mid_b32,big_b64 --cells lstm,gru --threads 1
+    python benchmarks/run.py --precision float32,bfloat16 --modes training --shapes mid_b32,big_b64 --cells lstm,gru
+    python benchmarks/run.py --variants --shapes mid_b32 --threads 1 --json benchmarks/results/variants/DATE.json
 
 See benchmarks/README.md for what is measured and what the columns mean.
 """
@@ -27,8 +29,10 @@ import machine
 import memory
 import peers
 import precision
+import precision_training
 import report
 import step
+import variants
 
 PEERS = [name for name in peers.BACKENDS if name not in ("reference", report.PRIMARY)]
 QUICK = {"shapes": ",".join(cases.QUICK_SHAPES), "threads": "1", "warmup": 1, "repeats": 5,
@@ -56,7 +60,8 @@ def parse_args(argv):
                    help="time the backends of a row in turns, one call each, instead of one after "
                         "the other (the reference still alone): for comparing close contenders")
     p.add_argument("--cells", default=",".join(cases.CELLS), help="comma list of lstm,gru,rnn")
-    p.add_argument("--modes", default=",".join(cases.MODES), help="comma list of inference,training")
+    p.add_argument("--modes", help="comma list of inference,training (default both; with "
+                   "--precision: inference)")
     p.add_argument("--threads", help="comma list of thread counts (default 1,2; quick 1)")
     p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2; quick 1)")
     p.add_argument("--repeats", type=int, help="timed calls at most (default 15; quick 5)")
@@ -71,7 +76,13 @@ def parse_args(argv):
     p.add_argument("--precision", metavar="LIST", help="only the low-precision table: comma list "
                    "of float32,bfloat16,int8 (float32 included) for the fastrnn engine, against "
                    "torch bf16 / quantize_dynamic and ONNX Runtime DynamicQuantizeLSTM, on --shapes, "
-                   "--cells (lstm, gru) and --threads, plus eng.step at H=512 (benchmarks/precision.py)")
+                   "--cells (lstm, gru) and --threads, plus eng.step at H=512 (benchmarks/precision.py); "
+                   "with --modes training: float32,bfloat16 training steps against torch fp32 and "
+                   "torch.autocast bf16 (benchmarks/precision_training.py)")
+    p.add_argument("--variants", action="store_true", help="only the cell-variant table on "
+                   "--shapes, --cells and --threads: each variant's training step over its plain "
+                   "cell's, and PyTorch's LN-LSTM loop when torch is installed "
+                   "(benchmarks/variants.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
@@ -114,7 +125,10 @@ def parse_args(argv):
         args.precision = listed(args.precision, ["float32", "bfloat16", "int8"], "precision")
         if "float32" not in args.precision:
             p.error("--precision must include float32 (speedups are over it)")
-    args.modes = listed(args.modes, cases.MODES, "mode")
+    default_modes = ["inference"] if args.precision is not None else list(cases.MODES)
+    args.modes = default_modes if args.modes is None else listed(args.modes, cases.MODES, "mode")
+    if args.precision is not None and "training" in args.modes and "int8" in args.precision:
+        p.error("training runs in float32 or bfloat16: --precision float32,bfloat16 with --modes training")
     return args
 
 
@@ -255,8 +269,38 @@ def run_step(args):
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
     print(text)
     if args.json:
-        report.write_json({"step": rows}, args.json)
+        report.write_json({"meta": mode_meta(args, load), "step": rows}, args.json)
     return ok
+
+
+def mode_meta(args, load):
+    """What the --step/--precision/--variants JSON records about the run (report.py shows it)."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "cpu": machine.cpu_info(),
+            "threads": args.threads,
+            "load_average": {"start": load, "end": os.getloadavg()[0]}}
+
+
+def run_variants(args):
+    """The cell-variant table (docs/variants.md) at each thread count."""
+    try:
+        import torch  # noqa: F401
+        torch_peer = True
+    except ImportError:
+        torch_peer = False
+    load = os.getloadavg()[0]
+    rows = []
+    for threads in args.threads:
+        with machine.thread_limit(threads):
+            for shape in args.shapes:
+                rows += variants.measure(fastrnn.functional, shape, threads, args.cells,
+                                         budget=15.0, torch_peer=torch_peer)
+    print(f"cell variants · CPU: {machine.cpu_info().get('model', '?')} · load average "
+          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); training "
+          "step (forward + backward), medians of interleaved calls")
+    print(variants.table(rows))
+    if args.json:
+        report.write_json({"meta": mode_meta(args, load), "variants": rows}, args.json)
 
 
 def run_precision(args):
@@ -269,21 +313,32 @@ def run_precision(args):
     load = os.getloadavg()[0]
     grid, steps = [], []
     cells = [c for c in args.cells if c in ("lstm", "gru")]
+    training = []
     for threads in args.threads:
         with machine.thread_limit(threads):
             fastrnn.set_num_threads(threads)
             if torch is not None:
                 torch.set_num_threads(threads)
-            grid += precision.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
-            steps += precision.step_rows(fastrnn, args.precision, threads)
+            if "inference" in args.modes:
+                grid += precision.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
+                steps += precision.step_rows(fastrnn, args.precision, threads)
+            if "training" in args.modes:
+                training += precision_training.rows(fastrnn, torch, args.precision, cells, args.shapes,
+                                                    threads)
     print(f"low precision · CPU: {machine.cpu_info().get('model', '?')} · load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); medians of "
           "interleaved calls")
-    print(precision.table(grid, steps, args.precision))
+    if grid:
+        print(precision.table(grid, steps, args.precision))
+    if training:
+        print(precision_training.table(training))
     if args.json:
-        report.write_json({"precision": grid, "step": steps}, args.json)
+        report.write_json({"meta": mode_meta(args, load), "precision": grid, "step": steps,
+                           "training": training}, args.json)
     bound = {"float32": 1e-5, "bfloat16": 1e-2, "int8": 3e-2}
-    return all(r["errors"][f"fastrnn {p}"] <= bound[p] for r in grid for p in args.precision)
+    return (all(r["errors"][f"fastrnn {p}"] <= bound[p] for r in grid for p in args.precision)
+            and all(r["errors"][f"fastrnn {p}"] <= precision_training.BOUND for r in training
+                    for p in args.precision))
 
 
 def main(argv=None):
@@ -292,6 +347,9 @@ def main(argv=None):
         sys.exit(0 if run_step(args) else 1)
     if args.precision:
         sys.exit(0 if run_precision(args) else 1)
+    if args.variants:
+        run_variants(args)
+        sys.exit(0)
     all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
     all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]
     all_backends += [peers.BACKENDS[name]() for name in args.peers]

@@ -2,6 +2,7 @@
 
     python benchmarks/variants.py                       # mid_b32, 1 thread, float32
     python benchmarks/variants.py --shape 50,16,128,128 --threads 2 --budget 20
+    python benchmarks/run.py --variants [--shapes mid_b32] [--threads 1,2] [--json PATH]
 
 One training step of one layer-direction through `fastrnn.functional` (forward, then
 backward of d_out = 1), float32, timed in turns (harness.measure_interleaved) so that a
@@ -82,6 +83,44 @@ def torch_ln_lstm(shape, threads):
     return run
 
 
+def measure(F, shape, threads, cells=("lstm", "gru", "rnn"), budget=15.0, torch_peer=False):
+    """Rows {cell, row, shape, threads, median_ms, q1_ms, q3_ms, n, x_plain}: each variant's
+    training step against its plain cell's (and PyTorch's LN-LSTM with torch_peer), timed
+    in turns in this process."""
+    F.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    table_ = rows(shape, rng)
+    out = []
+    for cell in cells:
+        G, n = GATES[cell], rng.standard_normal
+        args = [n((shape.T, shape.B, shape.I)).astype(np.float32),
+                (0.1 * n((G * shape.H, shape.I))).astype(np.float32),
+                (0.1 * n((G * shape.H, shape.H))).astype(np.float32)]
+        d_out = np.ones((shape.T, shape.B, shape.H), np.float32)
+        fns = {name: training_step(F, cell, args, d_out, opts)
+               for name, opts in table_[cell].items()}
+        if torch_peer and cell == "lstm":
+            fns["torch_ln_lstm"] = torch_ln_lstm(shape, threads)
+        res = harness.measure_interleaved(fns, warmup=1, repeats=1000, budget=budget)
+        base = res["plain"]["median_ms"]
+        for name, r in res.items():
+            out.append(dict(cell=cell, row=name, shape=shape.name, threads=threads,
+                            **{k: r[k] for k in ("median_ms", "q1_ms", "q3_ms", "n")},
+                            x_plain=r["median_ms"] / base))
+    return out
+
+
+def table(rows_):
+    """Markdown: each row's median and its time over the plain cell's (< 1: faster)."""
+    lines = ["| cell | shape | thr | row | median ms | × plain | IQR ms | n |",
+             "|---|---|---|---|---:|---:|---|---:|"]
+    for r in rows_:
+        lines.append(f"| {r['cell']} | {r['shape']} | {r['threads']} | {r['row']} | "
+                     f"{r['median_ms']:.3g} | {r['x_plain']:.3f} | "
+                     f"{r['q1_ms']:.3g}–{r['q3_ms']:.3g} | {r['n']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="mid_b32", help="a cases.py name or T,B,I,H")
@@ -93,27 +132,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from fastrnn import functional as F
     shape = next((s for s in GRID if s.name == a.shape), None) or parse_shape(a.shape)
-    F.set_num_threads(a.threads)
-    rng = np.random.default_rng(0)
-    table = rows(shape, rng)
     load = os.getloadavg()[0]
     print(f"{shape.name} (T={shape.T}, B={shape.B}, I={shape.I}, H={shape.H}) float32, "
           f"{a.threads} thread(s), training step (forward + backward), load average {load:.1f}")
-    for cell in a.cells.split(","):
-        G, n = GATES[cell], rng.standard_normal
-        args = [n((shape.T, shape.B, shape.I)).astype(np.float32),
-                (0.1 * n((G * shape.H, shape.I))).astype(np.float32),
-                (0.1 * n((G * shape.H, shape.H))).astype(np.float32)]
-        d_out = np.ones((shape.T, shape.B, shape.H), np.float32)
-        fns = {name: training_step(F, cell, args, d_out, opts)
-               for name, opts in table[cell].items()}
-        if a.torch and cell == "lstm":
-            fns["torch_ln_lstm"] = torch_ln_lstm(shape, a.threads)
-        res = harness.measure_interleaved(fns, warmup=1, repeats=1000, budget=a.budget)
-        base = res["plain"]["median_ms"]
-        for name, r in res.items():
-            print(f"  {cell:4s} {name:18s} {r['median_ms']:9.1f} ms  x{r['median_ms'] / base:5.3f}"
-                  f"  (IQR {r['q1_ms']:.1f}-{r['q3_ms']:.1f}, n={r['n']})")
+    print(table(measure(F, shape, a.threads, a.cells.split(","), a.budget, a.torch)))
 
 
 if __name__ == "__main__":

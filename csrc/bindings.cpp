@@ -242,12 +242,29 @@ Options<S> options_of(const CacheData& c) {
     return o;
 }
 
+// precision= of a functional call: "float32" (the arrays' dtype) or
+// "bfloat16" (float32 arrays only) on kernel path `path` (None: the process's
+// default, FASTRNN_BF16_PATH or the best this CPU runs).
+template <typename S>
+kernels::Format call_format(const std::string& precision, const std::optional<std::string>& path) {
+    if (precision == "float32") {
+        require(!path, "path is for precision 'bfloat16'");
+        return {};
+    }
+    if (precision != "bfloat16")
+        throw std::invalid_argument("precision must be 'float32' or 'bfloat16', got '" + precision + "'");
+    if (!std::is_same_v<S, float>)
+        throw std::invalid_argument("precision='bfloat16' needs float32 arrays (bf16 products of float32 "
+                                    "master weights), got float64");
+    return {kernels::Precision::bf16, path ? lowp::bf16_path_named(*path, "path") : lowp::bf16_path()};
+}
+
 // One forward for every cell. c0 and peephole are LSTM's (None otherwise).
 template <typename S, CellKind K>
 ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih,
                       const Arr<S>& b_hh, const Arr<S>& h0, const std::optional<Arr<S>>& c0,
                       const std::optional<Arr<S>>& peephole, const Lengths& lengths, bool reverse, bool training,
-                      bool option, const VariantArgs<S>& v = {}) {
+                      bool option, const VariantArgs<S>& v = {}, const kernels::Format& f = {}) {
     const Index G = kernels::gates(K);
     const int NS = kernels::states(K);
     require(!v.w_hr || K == CellKind::lstm, "w_hr (a projection) is an LSTM's");
@@ -311,7 +328,7 @@ ForwardResult forward(const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, c
     {
         py::gil_scoped_release nogil;
         kernels::forward<S>({K, option}, d, x.data(), w, opt, {h0.data(), c0 ? c0->data() : nullptr}, len,
-                            reverse, out.mutable_data(), s_n, cache);
+                            reverse, out.mutable_data(), s_n, cache, f);
     }
     return r;
 }
@@ -330,7 +347,7 @@ S* cache_array(const py::object& a, std::initializer_list<Index> shape, const ch
 // options; d_c_n is LSTM's (None otherwise).
 template <typename S, CellKind K>
 GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d_h_n,
-                     const std::optional<Arr<S>>& d_c_n) {
+                     const std::optional<Arr<S>>& d_c_n, const kernels::Format& f = {}) {
     const Index G = kernels::gates(K);
     const int NS = kernels::states(K);
     require(py::isinstance<Arr<S>>(c.x) && py::isinstance<Arr<S>>(c.w_ih) && py::isinstance<Arr<S>>(c.w_hh),
@@ -401,7 +418,7 @@ GradsResult backward(const CellCache<K>& c, const Arr<S>& d_out, const Arr<S>& d
     {
         py::gil_scoped_release nogil;
         kernels::backward<S>({K, c.option}, d, x.data(), w, opt, len, c.reverse, cache, d_out.data(),
-                             {d_h_n.data(), d_c_n ? d_c_n->data() : nullptr}, g);
+                             {d_h_n.data(), d_c_n ? d_c_n->data() : nullptr}, g, f);
     }
     return r;
 }
@@ -444,11 +461,12 @@ void bind_dtype(py::module_& m) {
              bool reverse, bool training, std::string activation, std::string recurrent_activation, double zoneout,
              std::optional<Arr<S>> zoneout_mask, std::optional<Arr<S>> zoneout_mask_c,
              std::optional<Arr<S>> recurrent_mask, std::optional<Arr<S>> ln_gain, std::optional<Arr<S>> ln_cell,
-             std::optional<Arr<S>> w_hr) {
+             std::optional<Arr<S>> w_hr, const std::string& precision, const std::optional<std::string>& path) {
               return forward<S, CellKind::lstm>(x, w_ih, w_hh, b_ih, b_hh, h0, c0, peephole, lengths, reverse,
                                                 training, false,
                                                 {activation, recurrent_activation, 1.0, zoneout, zoneout_mask,
-                                                 zoneout_mask_c, recurrent_mask, ln_gain, ln_cell, w_hr});
+                                                 zoneout_mask_c, recurrent_mask, ln_gain, ln_cell, w_hr},
+                                                call_format<S>(precision, path));
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
@@ -457,51 +475,66 @@ void bind_dtype(py::module_& m) {
           py::arg("recurrent_activation") = "sigmoid", py::arg("zoneout") = 0.0,
           py::arg("zoneout_mask").noconvert() = py::none(), py::arg("zoneout_mask_c").noconvert() = py::none(),
           py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none(),
-          py::arg("ln_cell").noconvert() = py::none(), py::arg("w_hr").noconvert() = py::none());
+          py::arg("ln_cell").noconvert() = py::none(), py::arg("w_hr").noconvert() = py::none(),
+          py::arg("precision") = "float32", py::arg("path") = py::none());
     m.def("gru_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
              const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool reset_after,
              std::string activation, std::string recurrent_activation, double leak_rate, double zoneout,
              std::optional<Arr<S>> zoneout_mask, std::optional<Arr<S>> recurrent_mask,
-             std::optional<Arr<S>> ln_gain) {
+             std::optional<Arr<S>> ln_gain, const std::string& precision, const std::optional<std::string>& path) {
               return forward<S, CellKind::gru>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
                                                reverse, training, reset_after,
                                                {activation, recurrent_activation, leak_rate, zoneout, zoneout_mask,
-                                                std::nullopt, recurrent_mask, ln_gain, std::nullopt});
+                                                std::nullopt, recurrent_mask, ln_gain, std::nullopt},
+                                               call_format<S>(precision, path));
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
           py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("reset_after"),
           py::kw_only(), py::arg("activation") = "tanh", py::arg("recurrent_activation") = "sigmoid",
           py::arg("leak_rate") = 1.0, py::arg("zoneout") = 0.0, py::arg("zoneout_mask").noconvert() = py::none(),
-          py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none());
+          py::arg("recurrent_mask").noconvert() = py::none(), py::arg("ln_gain").noconvert() = py::none(),
+          py::arg("precision") = "float32", py::arg("path") = py::none());
     m.def("rnn_forward",
           [](const Arr<S>& x, const Arr<S>& w_ih, const Arr<S>& w_hh, const Arr<S>& b_ih, const Arr<S>& b_hh,
              const Arr<S>& h0, const Lengths& lengths, bool reverse, bool training, bool relu,
              std::string activation, double leak_rate, double zoneout, std::optional<Arr<S>> zoneout_mask,
-             std::optional<Arr<S>> recurrent_mask) {
+             std::optional<Arr<S>> recurrent_mask, const std::string& precision,
+             const std::optional<std::string>& path) {
               return forward<S, CellKind::rnn>(x, w_ih, w_hh, b_ih, b_hh, h0, std::nullopt, std::nullopt, lengths,
                                                reverse, training, relu,
                                                {activation, "sigmoid", leak_rate, zoneout, zoneout_mask, std::nullopt,
-                                                recurrent_mask});
+                                                recurrent_mask},
+                                               call_format<S>(precision, path));
           },
           py::arg("x").noconvert(), py::arg("w_ih").noconvert(), py::arg("w_hh").noconvert(),
           py::arg("b_ih").noconvert(), py::arg("b_hh").noconvert(), py::arg("h0").noconvert(),
           py::arg("lengths").noconvert(), py::arg("reverse"), py::arg("training"), py::arg("relu"),
           py::kw_only(), py::arg("activation") = "tanh", py::arg("leak_rate") = 1.0, py::arg("zoneout") = 0.0,
-          py::arg("zoneout_mask").noconvert() = py::none(), py::arg("recurrent_mask").noconvert() = py::none());
-    m.def("lstm_backward", &backward<S, CellKind::lstm>, py::arg("cache"), py::arg("d_out").noconvert(),
-          py::arg("d_h_n").noconvert(), py::arg("d_c_n").noconvert());
+          py::arg("zoneout_mask").noconvert() = py::none(), py::arg("recurrent_mask").noconvert() = py::none(),
+          py::arg("precision") = "float32", py::arg("path") = py::none());
+    m.def("lstm_backward",
+          [](const CellCache<CellKind::lstm>& c, const Arr<S>& d_out, const Arr<S>& d_h_n, const Arr<S>& d_c_n,
+             const std::string& precision, const std::optional<std::string>& path) {
+              return backward<S, CellKind::lstm>(c, d_out, d_h_n, d_c_n, call_format<S>(precision, path));
+          },
+          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert(),
+          py::arg("d_c_n").noconvert(), py::kw_only(), py::arg("precision") = "float32", py::arg("path") = py::none());
     m.def("gru_backward",
-          [](const CellCache<CellKind::gru>& c, const Arr<S>& d_out, const Arr<S>& d_h_n) {
-              return backward<S, CellKind::gru>(c, d_out, d_h_n, std::nullopt);
+          [](const CellCache<CellKind::gru>& c, const Arr<S>& d_out, const Arr<S>& d_h_n, const std::string& precision,
+             const std::optional<std::string>& path) {
+              return backward<S, CellKind::gru>(c, d_out, d_h_n, std::nullopt, call_format<S>(precision, path));
           },
-          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
+          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert(), py::kw_only(),
+          py::arg("precision") = "float32", py::arg("path") = py::none());
     m.def("rnn_backward",
-          [](const CellCache<CellKind::rnn>& c, const Arr<S>& d_out, const Arr<S>& d_h_n) {
-              return backward<S, CellKind::rnn>(c, d_out, d_h_n, std::nullopt);
+          [](const CellCache<CellKind::rnn>& c, const Arr<S>& d_out, const Arr<S>& d_h_n, const std::string& precision,
+             const std::optional<std::string>& path) {
+              return backward<S, CellKind::rnn>(c, d_out, d_h_n, std::nullopt, call_format<S>(precision, path));
           },
-          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert());
+          py::arg("cache"), py::arg("d_out").noconvert(), py::arg("d_h_n").noconvert(), py::kw_only(),
+          py::arg("precision") = "float32", py::arg("path") = py::none());
 }
 
 void bind_results(py::module_& m) {

@@ -75,15 +75,35 @@ private:
     bool reverse_;
 };
 
+// Whether a training call runs in bf16 (Bf16TrainFormat); refuses what it
+// cannot run there.
+template <typename S>
+bool bf16_training(const Format& f, const Options<S>& o) {
+    if (f.precision == Precision::native) return false;
+    if (f.precision != Precision::bf16) throw std::invalid_argument("training runs in float32 or bfloat16, not int8");
+    if (!std::is_same_v<S, float>) throw std::invalid_argument("precision='bfloat16' needs float32 arrays, got float64");
+    if (o.rmask)
+        throw std::invalid_argument("precision='bfloat16' cannot be combined with recurrent_mask "
+                                    "(recurrent_dropout); use precision='float32'");
+    return true;
+}
+
 }  // namespace
 
 template <typename S>
 void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
              const States<const S*>& s0, const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n,
-             const Cache<S>& cache) {
+             const Cache<S>& cache, const Format& f) {
     const Schedule sch(d.T, d.B, lengths, reverse);
+    const bool bf16 = bf16_training(f, o);
     with_cell<S>(c, w.peephole != nullptr, o, [&](auto tag) {
         using Cell = typename decltype(tag)::type;
+        if constexpr (std::is_same_v<S, float>) {
+            if (bf16) {
+                const PackedLayer<S, Cell, Bf16TrainFormat> packed(w, d.I, d.H, o, f.path);
+                return fastrnn::forward<S, Cell>(d, x, packed, s0, sch, out, s_n, cache);
+            }
+        }
         const PackedLayer<S, Cell> packed(w, d.I, d.H, o);
         fastrnn::forward<S, Cell>(d, x, packed, s0, sch, out, s_n, cache);
     });
@@ -92,10 +112,16 @@ void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, 
 template <typename S>
 void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
               const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
-              const States<const S*>& d_n, const Grads<S>& g) {
+              const States<const S*>& d_n, const Grads<S>& g, const Format& f) {
     const Schedule sch(d.T, d.B, lengths, reverse);
+    const bool bf16 = bf16_training(f, o);
     with_cell<S>(c, w.peephole != nullptr, o, [&](auto tag) {
-        fastrnn::backward<S, typename decltype(tag)::type>(d, x, w, o, sch, cache, d_out, d_n, g);
+        using Cell = typename decltype(tag)::type;
+        if constexpr (std::is_same_v<S, float>) {
+            if (bf16)
+                return fastrnn::backward<S, Cell, Bf16TrainFormat>(d, x, w, o, sch, cache, d_out, d_n, g, f.path);
+        }
+        fastrnn::backward<S, Cell>(d, x, w, o, sch, cache, d_out, d_n, g);
     });
 }
 
@@ -125,10 +151,10 @@ std::unique_ptr<LayerEngine<S>> make_engine(const CellSpec& c, const Weights<S>&
 #define INSTANTIATE(S)                                                                                          \
     template void forward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const Options<S>&,      \
                              const States<const S*>&, const std::int64_t*, bool, S*, const States<S*>&,         \
-                             const Cache<S>&);                                                                  \
+                             const Cache<S>&, const Format&);                                                   \
     template void backward<S>(const CellSpec&, const Dims&, const S*, const Weights<S>&, const Options<S>&,     \
                               const std::int64_t*, bool, const Cache<S>&, const S*, const States<const S*>&,    \
-                              const Grads<S>&);                                                                 \
+                              const Grads<S>&, const Format&);                                                  \
     template std::unique_ptr<LayerEngine<S>> make_engine<S>(const CellSpec&, const Weights<S>&, Index, Index, bool, \
                                                             const Format&);
 INSTANTIATE(float)

@@ -22,26 +22,28 @@ struct CellSpec {
 inline Index gates(CellKind k) { return k == CellKind::lstm ? 4 : k == CellKind::gru ? 3 : 1; }
 inline int states(CellKind k) { return k == CellKind::lstm ? 2 : 1; }
 
-// lengths: (B) in [0, T] or null. s0, s_n: (h, c) of (B, H), c only for LSTM.
-// cache: all null for inference; a SimpleRNN whose options blend needs
-// cache.gates (T, B, H). o: activations, leak, zoneout (core/types.hpp);
-// backward takes the forward's.
-template <typename S>
-void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
-             const States<const S*>& s0, const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n,
-             const Cache<S>& cache);
-template <typename S>
-void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
-              const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
-              const States<const S*>& d_n, const Grads<S>& g);
-
-// The weight format of an inference engine (core/weights.hpp): the layer's
-// dtype, or for float32 layers bfloat16 / int8 on a lowp kernel path.
+// The weight format of an inference engine or of a training call
+// (core/weights.hpp): the layer's dtype, or for float32 layers bfloat16 /
+// int8 on a lowp kernel path (training: native or bfloat16).
 enum class Precision { native, bf16, int8 };
 struct Format {
     Precision precision = Precision::native;
     lowp::Path path = lowp::Path::scalar;  // bf16 and int8: the kernel path
 };
+
+// lengths: (B) in [0, T] or null. s0, s_n: (h, c) of (B, H), c only for LSTM.
+// cache: all null for inference; a SimpleRNN whose options blend needs
+// cache.gates (T, B, H). o: activations, leak, zoneout (core/types.hpp);
+// backward takes the forward's. f: native, or bf16 (Bf16TrainFormat: float
+// only, no recurrent mask; std::invalid_argument otherwise).
+template <typename S>
+void forward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+             const States<const S*>& s0, const std::int64_t* lengths, bool reverse, S* out, const States<S*>& s_n,
+             const Cache<S>& cache, const Format& f = {});
+template <typename S>
+void backward(const CellSpec& c, const Dims& d, const S* x, const Weights<S>& w, const Options<S>& o,
+              const std::int64_t* lengths, bool reverse, const Cache<S>& cache, const S* d_out,
+              const States<const S*>& d_n, const Grads<S>& g, const Format& f = {});
 
 // One layer-direction of an inference engine: the weights packed once for
 // this CPU in a format (and copied: later changes to the caller's arrays do not leak in).

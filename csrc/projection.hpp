@@ -96,16 +96,19 @@ private:
 // dG: (steps, B, ·) step layout with row stride ldg; rows of inactive
 // (step, sequence) pairs must be zero. Every (time, sequence) pair a step
 // visits is written; the caller zeroes dx when lengths leave padding.
-template <typename S>
+// W: the weight format both products run in (native or bf16 training).
+template <typename S, typename W = NativeFormat<S>>
 void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sch, const S* dG,
-                    Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx) {
+                    Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx,
+                    const typename W::Config& cfg = {}) {
     const Index B = d.B, I = d.I, steps = sch.steps();
     S* dw = dw_ih + g0 * I;
-    PackedMatrix<S> wt;  // dx = dG · W_ih[g0:g0+cols] = dG · (W_ih[g0:g0+cols]ᵀ)ᵀ
-    wt.pack(w_ih + g0 * I, 1, I, cols, I, true);
+    typename W::Matrix wt;  // dx = dG · W_ih[g0:g0+cols] = dG · (W_ih[g0:g0+cols]ᵀ)ᵀ
+    W::pack_t(wt, cfg, w_ih + g0 * I, I, cols, I);
+    typename W::Rows prepared;  // dG rows in W's activation format
     if (sch.identity()) {
-        gemm_tn(dG, x, dw, cols, I, steps * B, false, ldg);
-        packed_gemm(dG, ldg, steps * B, wt, dx, I, accumulate_dx);
+        W::gemm_tn(cfg, dG, ldg, x, dw, cols, I, steps * B, false);
+        W::gemm(prepared, dG, ldg, steps * B, wt, dx, I, accumulate_dx);
         return;
     }
     std::fill_n(dw, cols * I, S(0));
@@ -117,8 +120,8 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
         xbuf.resize(rows * I);
         dxbuf.resize(rows * I);
         gather_steps(d, x, sch, s0, s1, xbuf.data());
-        gemm_tn(g, xbuf.data(), dw, cols, I, rows, true, ldg);
-        packed_gemm(g, ldg, rows, wt, dxbuf.data(), I, false);
+        W::gemm_tn(cfg, g, ldg, xbuf.data(), dw, cols, I, rows, true);
+        W::gemm(prepared, g, ldg, rows, wt, dxbuf.data(), I, false);
         for (Index s = s0; s < s1; ++s)
             for (Index r = 0; r < sch.active(s); ++r) {
                 ArrMap<S> dst(dx + (sch.time(s, r) * B + sch.row(r)) * I, I);

@@ -19,9 +19,18 @@ hours earlier). Metric: mean absolute error over the 12 horizons, in series unit
     python examples/forecast_gru.py                  # full run
     python examples/forecast_gru.py --quick          # well under a minute
     python examples/forecast_gru.py --plot fc.png    # forecasts vs truth on the test part
+    python examples/forecast_gru.py --precision both --curves curves.png
+                                 # fp32 and bf16 training (docs/precision.md), same seed
 
-Last line: `test MAE: <gru> (naive last-value <naive>, seasonal naive <seasonal>)`.
+`--precision bfloat16` trains the GRU with bf16 products (fastrnn.GRU(precision=...));
+`both` trains one model per precision from the same seed and data, and `--curves PNG`
+plots their validation MAE per epoch.
+
+Last line: `test MAE: <gru> (naive last-value <naive>, seasonal naive <seasonal>)` (with
+`both`, the last precision's, after one such line per precision).
 """
+import importlib.util
+
 import numpy as np
 
 import fastrnn
@@ -52,9 +61,9 @@ def windows(series, start, stop):
 
 
 class Forecaster:
-    def __init__(self, hidden, seed):
+    def __init__(self, hidden, seed, precision="float32"):
         rng = np.random.default_rng(seed)
-        self.gru = fastrnn.GRU(1, hidden, seed=rng)
+        self.gru = fastrnn.GRU(1, hidden, seed=rng, precision=precision)
         self.head = nn.Dense(hidden, K, seed=rng)
         self.modules = [self.gru, self.head]
 
@@ -94,23 +103,15 @@ def predict(model, x, last, scale, batch=1024):
     return last[None, :] + scale * out.T                           # (K, N)
 
 
-def main(argv=None):
-    ap = _common.parser(__doc__, epochs=None, weeks=None, batch=64, hidden=32, lr=5e-3)
-    args = _common.parse(ap, argv)
-    epochs = args.epochs or (4 if args.quick else 15)
-    weeks = args.weeks or (20 if args.quick else 40)
-
-    rng = np.random.default_rng(args.seed)
-    series, scale, (xtr, ytr, ltr), (xva, yva, lva), (xte, yte, lte) = splits(rng, weeks)
-    n = len(series)
+def fit(args, precision, epochs, data):
+    """Train one Forecaster -> (model, validation MAE per epoch, seconds per epoch)."""
+    scale, (xtr, ytr, ltr), (xva, yva, lva) = data
+    rng = np.random.default_rng(args.seed + 1)             # the batch order, alike for each precision
     rel_x, rel_y = (xtr - ltr) / scale, (ytr - ltr) / scale
-    print(f"series: {n} hours; {xtr.shape[1]} training windows, {xte.shape[1]} test "
-          f"windows of {W} h -> {K} h")
-
-    model = Forecaster(args.hidden, args.seed)
+    model = Forecaster(args.hidden, args.seed, precision)
     opt = optim.Adam(model.modules, lr=args.lr)
     N = xtr.shape[1]
-    epoch_times = []
+    curve, epoch_times = [], []
     for epoch in range(epochs):
         blocks = _common.batches(rng, N, args.batch)
 
@@ -124,17 +125,51 @@ def main(argv=None):
             losses = _common.train(step, len(blocks), quick=args.quick, name="mse",
                                    every=len(blocks), desc=f"epoch {epoch + 1}/{epochs}")
         epoch_times.append(t.seconds)
-        val_mae = np.abs(predict(model, xva, lva, scale) - yva).mean()
-        print(f"epoch {epoch + 1}: train mse {np.mean(losses):.4f} (scaled), validation "
-              f"MAE {val_mae:.3f}, {epoch_times[-1]:.1f}s", flush=True)
+        curve.append(float(np.abs(predict(model, xva, lva, scale) - yva).mean()))
+        print(f"[{precision}] epoch {epoch + 1}: train mse {np.mean(losses):.4f} (scaled), "
+              f"validation MAE {curve[-1]:.3f}, {epoch_times[-1]:.1f}s", flush=True)
+    return model, curve, epoch_times
 
-    pred = predict(model, xte, lte, scale)
-    mae = np.abs(pred - yte).mean()
+
+def main(argv=None):
+    ap = _common.parser(__doc__, epochs=None, weeks=None, batch=64, hidden=32, lr=5e-3,
+                        precision=("float32", "float32, bfloat16 or both"),
+                        curves=("", "save the validation MAE per epoch of each precision to "
+                                "this PNG (needs matplotlib)"))
+    args = _common.parse(ap, argv)
+    if args.precision not in ("float32", "bfloat16", "both"):
+        ap.error(f"--precision must be float32, bfloat16 or both, got {args.precision!r}")
+    if args.curves and importlib.util.find_spec("matplotlib") is None:     # before training
+        ap.error(f"--curves needs matplotlib, which is not installed: {_common.INSTALL_HINT}")
+    epochs = args.epochs or (4 if args.quick else 15)
+    weeks = args.weeks or (20 if args.quick else 40)
+
+    rng = np.random.default_rng(args.seed)
+    series, scale, train, val, (xte, yte, lte) = splits(rng, weeks)
+    n, N = len(series), train[0].shape[1]
+    print(f"series: {n} hours; {N} training windows, {xte.shape[1]} test "
+          f"windows of {W} h -> {K} h")
+    precisions = ("float32", "bfloat16") if args.precision == "both" else (args.precision,)
+    curves, results = {}, {}
     naive, seasonal_mae = baseline_maes(xte, yte, lte)
-    by_h = np.abs(pred - yte).mean(axis=1)
-    print(f"GRU MAE by horizon (1..{K} h): " + " ".join(f"{v:.2f}" for v in by_h))
-    print(f"{np.mean(epoch_times):.1f}s per epoch ({N} windows, batch {args.batch})")
+    for precision in precisions:
+        model, curves[precision], epoch_times = fit(args, precision, epochs, (scale, train, val))
+        pred = predict(model, xte, lte, scale)
+        mae = np.abs(pred - yte).mean()
+        results[precision] = mae
+        by_h = np.abs(pred - yte).mean(axis=1)
+        print(f"GRU MAE by horizon (1..{K} h): " + " ".join(f"{v:.2f}" for v in by_h))
+        print(f"{np.mean(epoch_times):.1f}s per epoch ({N} windows, batch {args.batch})")
+        print(f"[{precision}] test MAE: {mae:.3f}")
 
+    if args.curves:
+        with _common.figure(args.curves, figsize=(6, 3.5)) as (fig, ax):
+            for precision, curve in curves.items():
+                ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=3,
+                        label=f"{precision} (test MAE {results[precision]:.3f})")
+            ax.set(xlabel="epoch", ylabel="validation MAE", title="forecast_gru: GRU training "
+                   f"(naive last-value test MAE {naive:.2f})")
+            ax.legend(fontsize=8)
     if args.plot:
         with _common.figure(args.plot, figsize=(9, 3.5)) as (fig, ax):
             origins = np.arange(n - K + 1 - xte.shape[1], n - K + 1)   # the test windows'

@@ -615,6 +615,10 @@ CONSTRUCTOR_CASES = [
     (dict(dtype=int), TypeError, r"dtype must be float32 or float64"),
     (dict(seed="a"), TypeError, r"seed must be None, an int or"),
     (dict(seed=-1), ValueError, r"seed must be a non-negative int, got -1"),
+    (dict(precision="float16"), ValueError, r"precision must be one of \('float32', 'bfloat16'\), got 'float16'"),
+    (dict(precision=None), ValueError, r"precision must be one of .*, got None"),
+    (dict(precision="bfloat16", dtype=np.float64), ValueError,
+     r"precision='bfloat16' needs float32 arrays .*got float64"),
 ]
 
 
@@ -624,6 +628,53 @@ def test_layer_constructor_rejects(name, kwargs, exc, match):
     kw = dict(dict(input_size=I, hidden_size=H), **kwargs)
     with pytest.raises(exc, match=match):
         LAYERS[name](**kw)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_precision_attribute_and_dtype_change_rejected(name):
+    """layer.precision is checked when set, and a bf16 layer moved to float64 refuses to run
+    (the layer and its parameters unchanged)."""
+    layer = LAYERS[name](I, H, seed=0)
+    with pytest.raises(ValueError, match=r"precision must be one of .*, got 'int8'"):
+        layer.precision = "int8"
+    assert layer.precision == "float32"
+    layer.precision = "bfloat16"
+    layer.to(np.float64)
+    params = {k: v.copy() for k, v in layer.params.items()}
+    with pytest.raises(ValueError, match=r"precision='bfloat16' needs float32 arrays .*got float64"):
+        call_unmodified(layer, np.zeros((T, B, I)))
+    assert all(np.array_equal(layer.params[k], v) for k, v in params.items())
+
+
+def precision_cases(cell):
+    """(forward or backward, keyword arguments, dtype, exc, pattern) of precision=."""
+    mask = np.ones((GATES[cell], B, H), F32)
+    return [
+        ("forward", dict(precision="int8"), F32, ValueError,
+         r"precision must be one of \('float32', 'bfloat16'\), got 'int8'"),
+        ("forward", dict(precision=16), F32, ValueError, r"precision must be one of .*, got 16"),
+        ("forward", dict(precision="bfloat16"), np.float64, ValueError,
+         r"precision='bfloat16' needs float32 arrays .*got float64"),
+        ("forward", dict(precision="bfloat16", recurrent_mask=mask), F32, ValueError,
+         r"precision='bfloat16' cannot be combined with recurrent_mask"),
+        ("backward", dict(precision="fp16"), F32, ValueError, r"precision must be one of .*, got 'fp16'"),
+        ("backward", dict(precision="bfloat16"), np.float64, ValueError,
+         r"precision='bfloat16' needs float32 arrays .*got float64"),
+    ]
+
+
+@needs_cpp
+@pytest.mark.parametrize("cell, what, kwargs, dtype, exc, match",
+                         [pytest.param(cell, *case, id=f"{cell}-{i}") for cell in GATES
+                          for i, case in enumerate(precision_cases(cell))])
+def test_functional_precision_rejected(cell, what, kwargs, dtype, exc, match):
+    a = good_args(cell, dtype)
+    with pytest.raises(exc, match=match):
+        if what == "forward":
+            call_unmodified(getattr(cpp, f"{cell}_forward"), **a, **kwargs)
+        else:
+            cache = getattr(cpp, f"{cell}_forward")(**a)[-1]
+            call_unmodified(getattr(cpp, f"{cell}_backward"), cache, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -646,6 +697,7 @@ VARIANT_OPTION_CASES = [
     (dict(zoneout=True), TypeError, r"zoneout must be a float"),
     (dict(go_backwards=1), TypeError, r"go_backwards must be a bool"),
     (dict(stateful="no"), TypeError, r"stateful must be a bool"),
+    (dict(zero_output_for_mask=0), TypeError, r"zero_output_for_mask must be a bool"),
     (dict(merge_mode="max", bidirectional=True), ValueError, r"merge_mode must be one of"),
     (dict(merge_mode="sum"), ValueError, r"merge_mode='sum' needs bidirectional=True"),
 ]

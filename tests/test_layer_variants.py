@@ -292,6 +292,12 @@ def test_inference_refuses_variant_layers(kwargs, option):
 
 def test_inference_accepts_recurrent_dropout_and_refuses_leak_and_nonlinearity():
     LSTM(I, H, recurrent_dropout=0.3).inference()          # eval = the plain cell
+    # zero_output_for_mask acts on masked calls only, which the engine and PyTorch lack
+    layer = GRU(I, H, zero_output_for_mask=True, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, I))
+    np.testing.assert_allclose(layer.inference()(x)[0], layer(x, training=False)[0],
+                               **TOL_CPP[np.float64])
+    assert set(fastrnn.to_torch_state_dict(layer)) == set(layer.state_dict())
     with pytest.raises(ValueError, match="leak_rate=0.5"):
         GRU(I, H, leak_rate=0.5).inference()
     with pytest.raises(ValueError, match="nonlinearity='softsign'"):

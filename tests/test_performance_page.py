@@ -75,5 +75,47 @@ def test_committed_page_is_the_rendering_of_its_json(tmp_path):
     """docs/performance.md is generated: re-rendering the JSON its first line names gives it
     back byte for byte, so a hand edit fails here."""
     page = (ROOT / "docs" / "performance.md").read_text()
-    source = page.splitlines()[0].split(" from ")[1].split(";")[0]
-    assert report.markdown(json.loads((ROOT / source).read_text()), source) == page
+    source, *others = page.splitlines()[0].split(" from ")[1].split(";")[0].split(", ")
+    modes = report.load_modes({Path(o).parent.name: ROOT / o for o in others}, ROOT)
+    assert [kind for kind, _, _ in modes] == [Path(o).parent.name for o in others]
+    assert report.markdown(json.loads((ROOT / source).read_text()), source, modes) == page
+
+
+def test_other_modes_get_their_sections(tmp_path):
+    """The newest --step/--precision/--variants JSON of each kind becomes a section that
+    names its file, CPU and load, with its rows."""
+    results = tmp_path / "results"
+    rows = dict(
+        step=[{"cell": "lstm", "H": 128, "threads": 1, "errors": {"x": 0.0},
+               "us": {"eng.step": 10.0, "torch cell": 25.0}}],
+        precision=[{"cell": "gru", "shape": "mid_b32", "threads": 2, "errors": {
+            "fastrnn float32": 0.0, "fastrnn int8": 0.01}, "ms": {
+            "fastrnn float32": 30.0, "fastrnn int8": 12.0}}],
+        training=[{"cell": "lstm", "shape": "mid_b32", "threads": 1, "ms": {
+            "fastrnn float32": 100.0, "fastrnn bfloat16": 50.0, "torch fp32": 120.0,
+            "torch autocast": 60.0}, "errors": {"fastrnn bfloat16": 4e-3,
+                                                "torch autocast": 5e-3}}],
+        variants=[{"cell": "lstm", "row": "layer_norm", "shape": "mid_b32", "threads": 1,
+                   "median_ms": 123.4, "q1_ms": 120.0, "q3_ms": 130.0, "n": 9,
+                   "x_plain": 1.187}])
+    meta = dict(date="2026-12-04 22:00 UTC", python="3.11", threads=[1],
+                cpu=dict(model="AMD EPYC", family="25", model_id="17"),
+                load_average=dict(start=0.2, end=0.3))
+    for kind, r in rows.items():
+        (results / kind).mkdir(parents=True)
+        (results / kind / "2026-01-01.json").write_text(json.dumps({kind: r}))   # no meta
+        (results / kind / "2026-12-04.json").write_text(json.dumps({"meta": meta, kind: r}))
+    found = report.newest_modes(results)
+    assert {k: p.name for k, p in found.items()} == {k: "2026-12-04.json" for k in rows}
+    page = report.markdown(load(), "x.json", report.load_modes(found, tmp_path))
+    assert page.splitlines()[0].count("results/") == 4
+    for title, _ in report.MODES.values():
+        assert f"## {title}" in page
+    assert "2.50" in page                           # the step ratio 25 / 10
+    assert "| gru | mid_b32 | 2 | int8 | 2.50× |" in page     # 30 / 12 over fastrnn fp32
+    assert "| lstm | mid_b32 | 1 | layer_norm | 123 | 1.187 |" in page
+    assert "| lstm | mid_b32 | 1 | 2.00× | 1.20× | 2.00× |" in page    # 100/50, 60/50, 120/60
+    assert "machine was shared" not in page.split("## One-step")[1]
+    old = report.markdown(load(), "x.json", report.load_modes(
+        {"step": results / "step" / "2026-01-01.json"}, tmp_path))
+    assert "predates the run metadata" in old

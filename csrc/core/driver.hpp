@@ -241,10 +241,11 @@ void forward(const Dims& d, const S* x, const PackedLayer<S, Cell, W>& w, const 
     }
 }
 
-// One thread's part of backward step s, as a cell sees it.
-template <typename S, typename Cell>
+// One thread's part of backward step s, as a cell sees it; W: the weight
+// format of its products (native, or bf16 training: core/weights.hpp).
+template <typename S, typename Cell, typename W>
 struct BackwardStep {
-    const std::array<PackedMatrix<S>, Cell::kProducts.size()>& wt;  // transposed products
+    const std::array<typename W::Matrix, Cell::kProducts.size()>& wt;  // transposed products
     const Part& p;
     const Schedule& sch;
     const Cache<S>& cache;
@@ -261,9 +262,10 @@ struct BackwardStep {
     States<S*> keep;            // blends: d(states before) through their kept share, (B, H)
     S* mtmp;                    // recurrent mask: one gate's product, (B, H)
     S* dsh;                     // layer_norm: this step's d(recurrent term before LN), (B, G·H)
-    const PackedMatrix<S>* w_hr;  // projection: W_hr packed for dm = dh·W_hr; else null
-    S* dm;                        // projection: (B, H) this step's dm
-    S* dhs;                       // projection: (B, R) this step's dh (with d_out), for dW_hr
+    const typename W::Matrix* w_hr;  // projection: W_hr packed for dm = dh·W_hr; else null
+    S* dm;                           // projection: (B, H) this step's dm
+    S* dhs;                          // projection: (B, R) this step's dh (with d_out), for dW_hr
+    typename W::Rows& rows;          // this thread's activations in W's format
 
     Index r0() const { return p.r0; }
     // C (=|+=) A · Wₖ on this part (W_hh's rows of product k's gates, transposed).
@@ -282,9 +284,13 @@ struct BackwardStep {
             A = dsh, lda = GH;
         }
         if (!opt.rmask) {
-            packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
+            W::gemm_units(rows, A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, C + p.r0 * ldc, ldc, accumulate);
             return;
         }
+        if constexpr (std::is_same_v<W, NativeFormat<S>>) product_masked(k, A, lda, C, ldc, accumulate);
+    }
+    // The recurrent mask's product (native format only: kernels.cpp refuses the others).
+    void product_masked(std::size_t k, const S* A, Index lda, S* C, Index ldc, bool accumulate) const {
         const Product pr = Cell::kProducts[k];
         for (Index g = 0; g < pr.gates; ++g) {
             packed_gemm_units(A + p.r0 * lda, lda, re - p.r0, wt[k], p.j0, p.j1, mtmp + p.r0 * H, H, false, 0, 1,
@@ -312,7 +318,7 @@ struct BackwardStep {
             ArrMap<S>(dhs + r * R, R) = dh;
         }
         zero_rows(dhs, re, p.r1, R, 1, R, 0, R);
-        packed_gemm_units(dhs + p.r0 * R, R, re - p.r0, *w_hr, 0, w_hr->per_group(), dm + p.r0 * H, H, false);
+        W::gemm_units(rows, dhs + p.r0 * R, R, re - p.r0, *w_hr, 0, w_hr->per_group(), dm + p.r0 * H, H, false);
     }
     // The gradient w.r.t. the cell's o⊙act(c') of row r (units from u).
     S* dh(Index r) const { return (w_hr ? dm + r * H : dstate[0] + r * H) + u; }
@@ -350,10 +356,10 @@ struct BackwardStep {
 // LN (what b_ih sees), assembled from the cell's input_grads; then
 // dγ_x = Σ dax ⊙ x̂_x, dγ_h = Σ du ⊙ x̂_h (du = dG, what b_hh sees), and W_ih
 // sees LN's backward of dax. Rows that have ended are zeros in dax and x̂.
-template <typename S, typename Cell>
+template <typename S, typename Cell, typename W>
 void layer_norm_input_backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& opt,
                                const Schedule& sch, const Cache<S>& cache, const S* dG, const S* scratch,
-                               const Grads<S>& g) {
+                               const Grads<S>& g, const typename W::Config& cfg) {
     const Index B = d.B, GH = Cell::kGates * d.H, rows = sch.steps() * B;
     Buffer<S> dax(rows * GH);
     for (const InputGrad<S>& in : Cell::input_grads(dG, scratch, d.H, GH))
@@ -371,14 +377,16 @@ void layer_norm_input_backward(const Dims& d, const S* x, const Weights<S>& w, c
             layer_norm_row_backward(dax.data() + at * GH, opt.ln_gain, cache.lnx + at * GH, cache.rstd[at * 3],
                                     dax.data() + at * GH, GH);
         }
-    input_backward(d, x, w.w_ih, sch, dax.data(), GH, 0, GH, g.dw_ih, g.dx, false);
+    input_backward<S, W>(d, x, w.w_ih, sch, dax.data(), GH, 0, GH, g.dw_ih, g.dx, false, cfg);
 }
 
 // BPTT through one layer-direction from its training cache; d_n: gradients
 // w.r.t. the final states (h (B, R), c (B, H)). Writes every pointer of g the cell has.
-template <typename S, typename Cell>
+// W: the format of every product (native, or bf16 training with cfg its kernel path).
+template <typename S, typename Cell, typename W = NativeFormat<S>>
 void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& opt, const Schedule& sch,
-              const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g) {
+              const Cache<S>& cache, const S* d_out, const States<const S*>& d_n, const Grads<S>& g,
+              const typename W::Config& cfg = {}) {
     constexpr int NS = Cell::kStates;
     constexpr std::size_t NP = Cell::kProducts.size();
     const Index B = d.B, H = d.H, GH = Cell::kGates * H, steps = sch.steps(), rows = steps * B, R = w.R(H);
@@ -388,13 +396,13 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     Buffer<S> dG(rows * GH), dst(B * (R + H)), scratch(Cell::backward_scratch(B, H, steps, opt)),
         kept(opt.blends() ? NS * B * H : 0), mtmp(opt.rmask ? B * H : 0), dsh(opt.ln_gain ? rows * GH : 0),
         dm(projects ? B * H : 0), dhs(projects ? rows * R : 0);
-    std::array<PackedMatrix<S>, NP> wt;  // d(input of product k) = dG[gates of k] · W_hh[those rows]
+    std::array<typename W::Matrix, NP> wt;  // d(input of product k) = dG[gates of k] · W_hh[those rows]
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
-        wt[k].pack(w.w_hh + pr.gate0 * H * R, 1, R, pr.gates * H, R, true);
+        W::pack_t(wt[k], cfg, w.w_hh + pr.gate0 * H * R, R, pr.gates * H, R);
     }
-    PackedMatrix<S> w_hr;  // dm = dh · W_hr
-    if (projects) w_hr.pack(w.w_hr, 1, H, R, H, true);
+    typename W::Matrix w_hr;  // dm = dh · W_hr
+    if (projects) W::pack_t(w_hr, cfg, w.w_hr, H, R, H);
     States<S*> ds{};
     for (int k = 0; k < NS; ++k) {
         ds[k] = dst.data() + k * B * R;
@@ -402,13 +410,15 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     }
     const Index P = wt[0].per_group();  // a projection takes the row split: j0 = 0, j1 = P covers all R
     const Index work = 2 * B * GH * R + (projects ? 2 * B * H * R : 0);
-    backward_loop(sch, B, P, plan_for(sch, P, B, work, opt.ln_gain || projects), [&](Index s, const Part& p) {
-        const auto [u, len] = projects ? std::pair<Index, Index>{0, H} : unit_range<S>(p.j0, p.j1, H);
-        BackwardStep<S, Cell> step{wt, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, R, {}, {},
-                                   cache.gates ? cache.gates + s * B * GH : nullptr, w.peephole,
-                                   dG.data() + s * B * GH, ds, scratch.data(), d_out, opt, {}, mtmp.data(),
-                                   dsh.data() + s * B * GH, projects ? &w_hr : nullptr, dm.data(),
-                                   dhs.data() + s * B * R};
+    const TeamPlan plan = plan_for(sch, P, B, work, opt.ln_gain || projects);
+    std::vector<typename W::Rows> prepared(plan.threads);  // per thread, reused by every step
+    backward_loop(sch, B, P, plan, [&](Index s, const Part& p) {
+        const auto [u, len] = projects ? std::pair<Index, Index>{0, H} : W::units(p.j0, p.j1, H);
+        BackwardStep<S, Cell, W> step{wt, p, sch, cache, s, p.end(sch.active(s)), u, len, B, H, R, {}, {},
+                                      cache.gates ? cache.gates + s * B * GH : nullptr, w.peephole,
+                                      dG.data() + s * B * GH, ds, scratch.data(), d_out, opt, {}, mtmp.data(),
+                                      dsh.data() + s * B * GH, projects ? &w_hr : nullptr, dm.data(),
+                                      dhs.data() + s * B * R, prepared[p.t]};
         for (int k = 0; k < NS; ++k) {
             step.prev[k] = cache.state(k) + s * B * width(k);
             step.next[k] = step.prev[k] + B * width(k);
@@ -419,30 +429,30 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
         step.add_kept();
     });
     for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), width(k));
-    if (projects) gemm_tn(dhs.data(), cache.ms, g.dw_hr, R, H, rows, false, R);  // dW_hr = Σ dhᵀ m
+    if (projects) W::gemm_tn(cfg, dhs.data(), R, cache.ms, g.dw_hr, R, H, rows, false);  // dW_hr = Σ dhᵀ m
     Buffer<S> tmp, masked(opt.rmask ? rows * H : 0);
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
         const S* in = Cell::product_input(k, cache, rows, H, tmp);
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
         if (!opt.rmask) {
-            gemm_tn(dW + pr.gate0 * H, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false, GH);
+            W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false);
             continue;
         }
         for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)
             for (Index i = 0; i < rows; ++i)
                 ArrMap<S>(masked.data() + i * H, H) =
                     ConstArrMap<S>(in + i * H, H) * ConstArrMap<S>(mask_row(opt, gate, sch, i % B, B, H, 0), H);
-            gemm_tn(dW + gate * H, masked.data(), g.dw_hh + gate * H * H, H, H, rows, false, GH);
+            W::gemm_tn(cfg, dW + gate * H, GH, masked.data(), g.dw_hh + gate * H * H, H, H, rows, false);
         }
     }
     column_sum(dG.data(), g.db_hh, rows, GH);
     if (opt.ln_gain) {
-        layer_norm_input_backward<S, Cell>(d, x, w, opt, sch, cache, dG.data(), scratch.data(), g);
+        layer_norm_input_backward<S, Cell, W>(d, x, w, opt, sch, cache, dG.data(), scratch.data(), g, cfg);
     } else {
         std::size_t i = 0;
         for (const InputGrad<S>& in : Cell::input_grads(dG.data(), scratch.data(), H, GH)) {
-            input_backward(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0);
+            input_backward<S, W>(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0, cfg);
             if (in.dg == dG.data() + in.g0)  // b_ih sees what b_hh sees
                 std::copy_n(g.db_hh + in.g0, in.cols, g.db_ih + in.g0);
             else

@@ -13,6 +13,9 @@
 //                                              the same on unit panels [j0, j1)
 //                                              of every gate, on this thread
 //   units(j0, j1, H)                           the hidden units those panels cover
+// and, for the backward driver (formats training runs in: native, bf16):
+//   pack_t(M, cfg, src, N, K, ld)              M (N, K) = src (K, N)ᵀ, row stride ld
+//   gemm_tn(cfg, A, lda, B, C, m, n, k, acc)   C (m, n) (=|+=) Aᵀ · B (weight gradients)
 #pragma once
 
 #include "../packed_gemm.hpp"
@@ -39,6 +42,13 @@ struct NativeFormat {
         packed_gemm_units(A, lda, m, M, j0, j1, C, ldc, acc);
     }
     static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return unit_range<S>(j0, j1, H); }
+    static void pack_t(Matrix& M, const Config&, const S* src, Index N, Index K, Index ld) {
+        M.pack(src, 1, N, K, ld, true);
+    }
+    static void gemm_tn(const Config&, const S* A, Index lda, const S* B, S* C, Index m, Index n, Index k,
+                        bool acc) {
+        fastrnn::gemm_tn(A, B, C, m, n, k, acc, lda);
+    }
 };
 
 // bfloat16 (Packed = PackedBf16, Prepared = Bf16Rows) or int8 dynamic
@@ -92,5 +102,38 @@ private:
 
 using Bf16Format = LowpFormat<lowp::PackedBf16, lowp::Bf16Rows>;
 using Int8Format = LowpFormat<lowp::PackedS8, lowp::S8Rows>;
+
+// bf16 mixed-precision training (docs/precision.md): Bf16Format's storage,
+// with every output summed in one k order whatever rows a call covers
+// (bit-identical for every thread count), and the backward's transposed
+// packs and weight-gradient GEMMs in bf16 too. fp32 everywhere else.
+struct Bf16TrainFormat {
+    using Matrix = Bf16Format::Matrix;
+    using Rows = lowp::Bf16Rows;
+    using Config = lowp::Path;
+    static void pack(Matrix& M, lowp::Path path, const float* src, Index G, Index H, Index K, const std::string&) {
+        M.m.pack(src, G, H, K, K, false);
+        M.path = path;
+    }
+    static void pack_t(Matrix& M, lowp::Path path, const float* src, Index N, Index K, Index ld) {
+        M.m.pack_kn(src, N, K, ld);
+        M.path = path;
+    }
+    static void gemm(Rows& rows, const float* A, Index lda, Index m, const Matrix& M, float* C, Index ldc,
+                     bool acc) {
+        rows.prepare(A, lda, m, M.m.K());
+        lowp::gemm_ordered(rows, M.m, C, ldc, acc, M.path);
+    }
+    static void gemm_units(Rows& rows, const float* A, Index lda, Index m, const Matrix& M, Index j0, Index j1,
+                           float* C, Index ldc, bool acc) {
+        rows.prepare(A, lda, m, M.m.K());
+        lowp::gemm_units_ordered(rows, M.m, j0, j1, C, ldc, acc, M.path);
+    }
+    static void gemm_tn(lowp::Path path, const float* A, Index lda, const float* B, float* C, Index m, Index n,
+                        Index k, bool acc) {
+        lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path);
+    }
+    static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }
+};
 
 }  // namespace fastrnn

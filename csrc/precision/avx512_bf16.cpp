@@ -87,5 +87,23 @@ void bf16_panel_avx512_bf16(const Bf16Args& p) {
     }
 }
 
+// Every row's sums run over k in one order (KS = 1), whatever the row count:
+// a row gives the same bits in any row block, as the time loops of training
+// need for results that do not depend on the thread count.
+void bf16_panel_avx512_bf16_ordered(const Bf16Args& p) {
+    std::ptrdiff_t i = 0;
+    for (; i + kMR <= p.m; i += kMR) rows<kMR, 1>(p, i);
+    switch (p.m - i) {
+        case 7: rows<7, 1>(p, i); break;
+        case 6: rows<6, 1>(p, i); break;
+        case 5: rows<5, 1>(p, i); break;
+        case 4: rows<4, 1>(p, i); break;
+        case 3: rows<3, 1>(p, i); break;
+        case 2: rows<2, 1>(p, i); break;
+        case 1: rows<1, 1>(p, i); break;
+        default: break;
+    }
+}
+
 }  // namespace lowp
 }  // namespace fastrnn

@@ -57,6 +57,7 @@ void s8_panel_scalar(const S8Args& p);
 void bf16_panel_avx2(const Bf16Args& p);
 void s8_panel_avx2(const S8Args& p);
 void bf16_panel_avx512_bf16(const Bf16Args& p);
+void bf16_panel_avx512_bf16_ordered(const Bf16Args& p);  // one k order for every row count (training)
 void s8_panel_avx512_vnni(const S8Args& p);
 #endif
 

@@ -92,14 +92,6 @@ S8Kernel s8_kernel(Path p) {
     }
 }
 
-// Round to nearest even; NaN stays a (quiet) NaN.
-std::uint16_t to_bf16(float f) {
-    std::uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return std::uint16_t((b >> 16) | 0x40u);
-    return std::uint16_t((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
-}
-
 // q[k] = clamp(rint(x[k] / s), ±127) + offset for k < K, offset past K (up to
 // kq); returns s = max|x| / 127. s = 0 for an all-zero row; s = NaN (and q
 // = offset) for a row with NaN or Inf.

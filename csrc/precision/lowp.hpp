@@ -16,6 +16,7 @@
 #include "common.hpp"
 #include "precision/kernels.hpp"
 
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,11 +56,22 @@ protected:
     Index G_ = 0, H_ = 0, K_ = 0, per_group_ = 0;
 };
 
+// f rounded to bfloat16, to nearest even; NaN stays a (quiet) NaN.
+inline std::uint16_t to_bf16(float f) {
+    std::uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return std::uint16_t((b >> 16) | 0x40u);
+    return std::uint16_t((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
 // M (G·H, K): M[g·H + u, k] = src[(g·H + u)·ld + k], or with transpose
 // M[n, k] = src[k·ld + n] (PackedMatrix::pack's convention).
 class PackedBf16 : public PanelLayout {
 public:
     void pack(const float* src, Index G, Index H, Index K, Index ld, bool transpose);
+    // One group, M[n, k] = src[k·ld + n] (pack's transpose), read row by row of
+    // src (bf16_train.cpp): for the tall operands of the training GEMMs.
+    void pack_kn(const float* src, Index N, Index K, Index ld);
     Index kp2() const { return (K_ + 1) / 2 * 2; }
     const std::uint16_t* panel(Index p) const { return data_.data() + p * kp2() * kNR; }
 
@@ -87,11 +99,15 @@ private:
 class Bf16Rows {
 public:
     void prepare(const float* A, Index lda, Index m, Index K);
+    // Row i = column i of A (K rows, row stride lda): Aᵀ (bf16_train.cpp).
+    void prepare_transposed(const float* A, Index lda, Index m, Index K);
     Index m() const { return m_; }
 
 private:
     friend void gemm_units(const Bf16Rows&, const PackedBf16&, Index, Index, float*, Index, bool, Path);
     friend void gemm(const Bf16Rows&, const PackedBf16&, float*, Index, bool, Path);
+    friend void gemm_units_ordered(const Bf16Rows&, const PackedBf16&, Index, Index, float*, Index, bool, Path);
+    friend void gemm_ordered(const Bf16Rows&, const PackedBf16&, float*, Index, bool, Path);
     Index m_ = 0, K_ = 0, ld_ = 0;
     Buffer<std::uint16_t> data_;
 };
@@ -124,6 +140,19 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
 void gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc, bool accumulate,
                 Path path);
 void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C, Index ldc, bool accumulate);
+
+// bf16 training (bf16_train.cpp, docs/precision.md). gemm and gemm_units with
+// each output's sum in one order whatever rows a call covers (the avx512_bf16
+// path's few-row split sums are not used), so a time loop's results are
+// bit-identical for every thread count, as in fp32.
+void gemm_ordered(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path);
+void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc,
+                        bool accumulate, Path path);
+// C(m, n) (=|+=) Aᵀ · B, A (k, m) with row stride lda, B (k, n) and C (m, n)
+// dense: the weight gradients Σ dGᵀ x over k = T·B rows, bf16 operands, fp32
+// sums in a fixed order (threads split rows of C and panels, never k).
+void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index n, Index k, bool accumulate,
+             Path path);
 
 // The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.
 inline std::pair<Index, Index> unit_range(Index j0, Index j1, Index H) {

@@ -79,7 +79,8 @@ def to_torch_state_dict(layer):
     if getattr(layer, "peephole", False):
         raise ValueError("to_torch_state_dict: this LSTM has peephole=True; torch.nn.LSTM has "
                          "no peephole weights, so it has no PyTorch equivalent")
-    changed = layer._changed_options()
+    changed = {k: v for k, v in layer._changed_options().items()
+               if k != "zero_output_for_mask"}        # masks only: PyTorch has none
     if getattr(layer, "nonlinearity", "tanh") not in ("tanh", "relu"):
         changed["nonlinearity"] = layer.nonlinearity
     if changed:
@@ -132,7 +133,8 @@ def _keras_options(cfg, kind, ignore_dropout):
     opts = {"bias": bool(cfg.get("use_bias", True)),
             "recurrent_dropout": float(cfg.get("recurrent_dropout", 0.0)),
             "go_backwards": bool(cfg.get("go_backwards", False)),
-            "stateful": bool(cfg.get("stateful", False))}
+            "stateful": bool(cfg.get("stateful", False)),
+            "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False))}
     if kind == "SimpleRNN":
         opts["nonlinearity"] = cfg["activation"]
     else:

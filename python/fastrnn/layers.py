@@ -27,6 +27,8 @@ The cell variants and Keras options (docs/variants.md, "Layer options") are keyw
 constructor options: activation, recurrent_activation, layer_norm (parameters
 `ln_gain_l{k}`, `ln_cell_l{k}`), recurrent_dropout, zoneout, leak_rate, go_backwards,
 merge_mode, stateful; `mask=` (B, T) bool is Keras's mask, run as a right-padded batch.
+`precision="bfloat16"` (float32 layers) trains with bf16 products and fp32 everything else
+(docs/precision.md, "Training"); the attribute `precision` may be changed between calls.
 
 Layer conventions (shared with `fastrnn.nn`): arrays must already have the layer's dtype
 (nothing is converted silently, as in PyTorch); a forward keeps the cache that one
@@ -133,7 +135,10 @@ class _RNNBase(Module):
     # The variant and Keras options (docs/variants.md, "Layer options") each class takes, with
     # their defaults; a value equal to the default runs the plain layer.
     _options = dict(recurrent_dropout=0.0, zoneout=0.0, go_backwards=False,
-                    merge_mode="concat", stateful=False)
+                    merge_mode="concat", stateful=False, zero_output_for_mask=False)
+    # Options of the call semantics only (masks, carried states), not of the cell's math:
+    # the engine and PyTorch run such a layer's cells as they are.
+    _call_options = ("recurrent_dropout", "zero_output_for_mask")
 
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                  bidirectional, dtype, seed, backend, **options):
@@ -152,6 +157,7 @@ class _RNNBase(Module):
                           f"dropout={self.dropout} with num_layers=1 does nothing",
                           UserWarning, stacklevel=3)
         self.dtype = _check_dtype(dtype)
+        self.precision = options.pop("precision", "float32")
         self._set_options(options)
         self._rng = as_generator(seed)      # initialisation, then the dropout masks
         # Private: the functional backend (a module with *_forward / *_backward); None means
@@ -182,6 +188,24 @@ class _RNNBase(Module):
     # -- structure ----------------------------------------------------------------------------
 
     @property
+    def precision(self):
+        """"float32" or "bfloat16": the format of the products of forward and backward
+        (docs/precision.md, "Training"); parameters, states and gradients stay float32."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = functional.check_precision(value, self.dtype)
+
+    def _precision_kw(self):
+        """precision= for the functional calls; none for float32 (other backends, e.g. the
+        reference, have no such argument)."""
+        if self.precision == "float32":
+            return {}
+        functional.check_precision(self.precision, self.dtype)   # after a .to(float64)
+        return {"precision": self.precision}
+
+    @property
     def num_directions(self):
         """D: 2 if the layer is bidirectional, else 1."""
         return 2 if self.bidirectional else 1
@@ -203,7 +227,7 @@ class _RNNBase(Module):
         if "layer_norm" in opts:
             opts["layer_norm"] = check_layer_norm(self._kind, opts["layer_norm"],
                                                   getattr(self, "reset_after", True))
-        for name in ("go_backwards", "stateful"):
+        for name in ("go_backwards", "stateful", "zero_output_for_mask"):
             opts[name] = check_flag(name, opts[name])
         check_choice("merge_mode", opts["merge_mode"], MERGE_MODES)
         if opts["merge_mode"] != "concat" and not self.bidirectional:
@@ -292,6 +316,8 @@ class _RNNBase(Module):
                                              **self._changed_options()}.items()]
         if self.dtype != np.float32:
             opts.append(f"dtype={self.dtype.name}")
+        if self.precision != "float32":
+            opts.append(f"precision={self.precision!r}")
         return f"{type(self).__name__}({', '.join(opts)})"
 
     def _extra_repr(self):
@@ -373,6 +399,7 @@ class _RNNBase(Module):
         self._check_params()
 
         forward = self._fn("forward")
+        precision = self._precision_kw()        # the backward runs in the forward's
         L, D = self.num_layers, self.num_directions
         caches, masks = [], []
         finals = [[] for _ in self._states]          # per state: the L*D (B, H) rows
@@ -386,7 +413,7 @@ class _RNNBase(Module):
                     self.params.get(names.get("b_ih")), self.params.get(names.get("b_hh")),
                     *(None if s is None else s[i] for s in states0),
                     lengths=lengths, reverse=bool(direction), training=keep,
-                    **self._cell_options(layer, direction),
+                    **precision, **self._cell_options(layer, direction),
                     **self._variant_options(layer, direction, training, T, B))
                 outs.append(out)
                 layer_caches.append(cache)
@@ -411,7 +438,7 @@ class _RNNBase(Module):
             merged = [steps.scatter(y) for y in merged]
         if keep:
             self._cache = dict(caches=caches, masks=masks, T=T, B=B, form=form, steps=steps,
-                               outs=outs)
+                               outs=outs, precision=precision)
             self._cache_status = "train"
         else:
             self._cache, self._cache_status = None, "nograd"
@@ -471,7 +498,8 @@ class _RNNBase(Module):
             valid = np.ones((T, B), dtype=bool)
         if self.go_backwards:
             valid = valid[::-1]
-        return _Steps(valid, self.go_backwards, zero_output=self.bidirectional)
+        return _Steps(valid, self.go_backwards,
+                      zero_output=self.bidirectional or self.zero_output_for_mask)
 
     def _carried_states(self, B):
         if self._carried[0].shape[1] != B:
@@ -524,8 +552,9 @@ class _RNNBase(Module):
         """An `InferenceEngine` (docs/engine.md) of this layer as it is now: its weights are
         copied and packed once, so later changes to `params` do not reach the engine.
         The engine runs the plain cells: a variant option other than recurrent_dropout (a
-        no-op at inference) is refused."""
-        changed = {k: v for k, v in self._changed_options().items() if k != "recurrent_dropout"}
+        no-op at inference) or zero_output_for_mask (masks only) is refused."""
+        changed = {k: v for k, v in self._changed_options().items()
+                   if k not in self._call_options}
         if getattr(self, "nonlinearity", "tanh") not in ("tanh", "relu"):
             changed["nonlinearity"] = self.nonlinearity
         if changed:
@@ -566,6 +595,7 @@ class _RNNBase(Module):
         self._cache, self._cache_status = None, "consumed"
 
         backward = self._fn("backward")
+        precision = cache["precision"]
         d_states0 = [np.zeros((L * D, B, self._state_size(s)), dtype=self.dtype)
                      for s in self._states]
         steps = cache["steps"]
@@ -578,7 +608,7 @@ class _RNNBase(Module):
                 i = layer * D + direction
                 d_half = d_y[direction]
                 g = backward(cache["caches"][layer][direction], d_half,
-                             *(None if d is None else d[i] for d in d_states))
+                             *(None if d is None else d[i] for d in d_states), **precision)
                 d_in = g.dx if d_in is None else d_in + g.dx
                 for d0, name in zip(d_states0, self._states):
                     d0[i] = getattr(g, f"d{name}0")
