@@ -1,8 +1,9 @@
 """Training-step medians (forward + backward, d_out = ones) of the fastrnn first on sys.path,
 on the grid, in this process alone: run it once per build, alternating, to compare builds
-without one build's threads disturbing the other's (docs/numerics.md).
+without one build's threads disturbing the other's (docs/numerics.md). --inference times
+the inference forward instead.
 
-    PYTHONPATH=python python benchmarks/train_step_times.py --threads 2
+    PYTHONPATH=python python benchmarks/train_step_times.py --threads 2 [--inference]
 """
 import argparse
 import sys
@@ -20,6 +21,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--inference", action="store_true", help="time the inference forward only")
     args = ap.parse_args(argv)
     F.set_num_threads(args.threads)
     for sh in cases.GRID:
@@ -31,6 +33,9 @@ def main(argv=None):
             fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
 
             def run():
+                if args.inference:
+                    fw(x, w_ih, w_hh, training=False)
+                    return
                 o = fw(x, w_ih, w_hh)
                 bw(o[-1], np.ones_like(o[0]))
             run()

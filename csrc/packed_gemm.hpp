@@ -8,14 +8,20 @@
 // gates) of H rows each; panels never straddle a group, so a panel is "units
 // [j·NR, j·NR + NR) of gate g".
 //
-// Each output element is computed by the same code with the same summation
-// order whatever the thread count (panels are split among threads, never K),
-// so the recurrent products are bit-identical across thread counts.
+// Each output element is one FMA chain over k in order, the same code
+// whatever the thread count (panels are split among threads, never K) and
+// whatever the number of rows a micro-kernel call gets, so the recurrent
+// products are bit-identical across thread counts and rows may be split among
+// threads anywhere (time_loop.hpp). A chain has an FMA's latency per k; with
+// 1 or 2 rows there would be too few chains to keep the FMA units busy, so
+// such calls take several panels at once (more chains, same order per element)
+// rather than splitting k.
 #pragma once
 
 #include "parallel.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 namespace fastrnn {
@@ -97,56 +103,52 @@ private:
     Buffer<S> data_;  // line-aligned for packet loads
 };
 
-// C[0:MR, 0:cols] (=|+=) A[0:MR, 0:K] · panelᵀ. With few rows the FMA chain
-// is latency-bound, so KS independent accumulator sets split the k loop.
-template <typename S, int MR, int KS>
-inline void micro_kernel(const S* A, Index lda, const S* panel, Index K, S* C, Index ldc, Index cols,
-                         bool accumulate) {
+// For each of NP panels q: C[q][0:MR, 0:cols[q]] (=|+=) A[0:MR, 0:K] · panel[q]ᵀ,
+// each element one FMA chain over k in order.
+template <typename S, int MR, int NP>
+inline void micro_kernel(const S* A, Index lda, const S* const (&panel)[NP], Index K, S* const (&C)[NP], Index ldc,
+                         const Index (&cols)[NP], bool accumulate) {
     using namespace Eigen::internal;
     using P = typename PacketInfo<S>::P;
     constexpr int L = PacketInfo<S>::L, NR = PacketInfo<S>::NR;
-    P c0[KS][MR], c1[KS][MR];
-    for (int s = 0; s < KS; ++s)
-        for (int i = 0; i < MR; ++i) c0[s][i] = c1[s][i] = pset1<P>(S(0));
-    Index k = 0;
-    for (; k + KS <= K; k += KS)
-        for (int s = 0; s < KS; ++s) {
-            const P b0 = pload<P>(panel + (k + s) * NR), b1 = pload<P>(panel + (k + s) * NR + L);
+    P c0[NP][MR], c1[NP][MR];
+    for (int q = 0; q < NP; ++q)
+        for (int i = 0; i < MR; ++i) c0[q][i] = c1[q][i] = pset1<P>(S(0));
+    for (Index k = 0; k < K; ++k)
+        for (int q = 0; q < NP; ++q) {
+            const P b0 = pload<P>(panel[q] + k * NR), b1 = pload<P>(panel[q] + k * NR + L);
             for (int i = 0; i < MR; ++i) {
-                const P a = pset1<P>(A[i * lda + k + s]);
-                c0[s][i] = pmadd(a, b0, c0[s][i]);
-                c1[s][i] = pmadd(a, b1, c1[s][i]);
+                const P a = pset1<P>(A[i * lda + k]);
+                c0[q][i] = pmadd(a, b0, c0[q][i]);
+                c1[q][i] = pmadd(a, b1, c1[q][i]);
             }
         }
-    for (; k < K; ++k) {
-        const P b0 = pload<P>(panel + k * NR), b1 = pload<P>(panel + k * NR + L);
+    for (int q = 0; q < NP; ++q)
         for (int i = 0; i < MR; ++i) {
-            const P a = pset1<P>(A[i * lda + k]);
-            c0[0][i] = pmadd(a, b0, c0[0][i]);
-            c1[0][i] = pmadd(a, b1, c1[0][i]);
-        }
-    }
-    for (int s = 1; s < KS; ++s)
-        for (int i = 0; i < MR; ++i) {
-            c0[0][i] = padd(c0[0][i], c0[s][i]);
-            c1[0][i] = padd(c1[0][i], c1[s][i]);
-        }
-    for (int i = 0; i < MR; ++i) {
-        S* c = C + i * ldc;
-        if (cols == NR) {
-            if (accumulate) {
-                c0[0][i] = padd(c0[0][i], ploadu<P>(c));
-                c1[0][i] = padd(c1[0][i], ploadu<P>(c + L));
+            S* c = C[q] + i * ldc;
+            if (cols[q] == NR) {
+                if (accumulate) {
+                    c0[q][i] = padd(c0[q][i], ploadu<P>(c));
+                    c1[q][i] = padd(c1[q][i], ploadu<P>(c + L));
+                }
+                pstoreu(c, c0[q][i]);
+                pstoreu(c + L, c1[q][i]);
+            } else {
+                alignas(64) S tmp[NR];
+                pstore(tmp, c0[q][i]);
+                pstore(tmp + L, c1[q][i]);
+                for (Index j = 0; j < cols[q]; ++j) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
             }
-            pstoreu(c, c0[0][i]);
-            pstoreu(c + L, c1[0][i]);
-        } else {
-            alignas(64) S tmp[NR];
-            pstore(tmp, c0[0][i]);
-            pstore(tmp + L, c1[0][i]);
-            for (Index j = 0; j < cols; ++j) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
         }
-    }
+}
+
+// One panel for MR′ < MR rows.
+template <typename S, int MR>
+inline void panel_rows(const S* A, Index lda, const S* panel, Index K, S* C, Index ldc, Index cols, bool accumulate) {
+    const S* const p[1] = {panel};
+    S* const c[1] = {C};
+    const Index w[1] = {cols};
+    micro_kernel<S, MR, 1>(A, lda, p, K, c, ldc, w, accumulate);
 }
 
 // One panel for rows [0, m) of A.
@@ -155,14 +157,15 @@ inline void panel_product(const S* A, Index lda, Index m, const S* panel, Index 
                           bool accumulate) {
     constexpr int MR = PacketInfo<S>::MR;
     Index i = 0;
-    for (; i + MR <= m; i += MR)
-        micro_kernel<S, MR, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate);
+    for (; i + MR <= m; i += MR) panel_rows<S, MR>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate);
+    const S* a = A + i * lda;
+    S* c = C + i * ldc;
     switch (m - i) {
-        case 5: micro_kernel<S, 5, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 4: micro_kernel<S, 4, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 3: micro_kernel<S, 3, 1>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 2: micro_kernel<S, 2, 2>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
-        case 1: micro_kernel<S, 1, 4>(A + i * lda, lda, panel, K, C + i * ldc, ldc, cols, accumulate); break;
+        case 5: panel_rows<S, 5>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 4: panel_rows<S, 4>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 3: panel_rows<S, 3>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 2: panel_rows<S, 2>(a, lda, panel, K, c, ldc, cols, accumulate); break;
+        case 1: panel_rows<S, 1>(a, lda, panel, K, c, ldc, cols, accumulate); break;
         default: break;
     }
 }
@@ -184,21 +187,61 @@ void packed_gemm(const S* A, Index lda, Index m, const PackedMatrix<S>& M, S* C,
     });
 }
 
+// MR ≤ 2 rows against n panels, panel(i) giving the i-th (its pointer, C
+// column and width): NP panels per call, for 4 FMA chains per k or more.
+template <typename S, int MR, int NP, typename Panel>
+inline void few_rows_panels(const S* A, Index lda, Index K, Index i0, Panel&& panel, S* C, Index ldc, bool accumulate) {
+    const S* p[NP];
+    S* c[NP];
+    Index w[NP];
+    for (int q = 0; q < NP; ++q) {
+        const auto [ptr, col, width] = panel(i0 + q);
+        p[q] = ptr, c[q] = C + col, w[q] = width;
+    }
+    micro_kernel<S, MR, NP>(A, lda, p, K, c, ldc, w, accumulate);
+}
+
+template <typename S, int MR, typename Panel>
+inline void few_rows(const S* A, Index lda, Index K, Index n, Panel&& panel, S* C, Index ldc, bool accumulate) {
+    constexpr int NP = MR == 1 ? 4 : 2;
+    Index i = 0;
+    for (; i + NP <= n; i += NP) few_rows_panels<S, MR, NP>(A, lda, K, i, panel, C, ldc, accumulate);
+    switch (n - i) {
+        case 3: few_rows_panels<S, MR, 3>(A, lda, K, i, panel, C, ldc, accumulate); break;
+        case 2: few_rows_panels<S, MR, 2>(A, lda, K, i, panel, C, ldc, accumulate); break;
+        case 1: few_rows_panels<S, MR, 1>(A, lda, K, i, panel, C, ldc, accumulate); break;
+        default: break;
+    }
+}
+
 // The columns of unit panels [j0, j1) of groups [g0, g1) (default: every
 // group): C (=|+=) A · Mᵀ there, summed over the k range [k0, k1) of A's
 // columns and M's (default: all K). A k range of a panel is contiguous.
+// Whole MR-row blocks go panel by panel; a last 1 or 2 rows take several
+// panels per micro-kernel call.
 template <typename S>
 void packed_gemm_units(const S* A, Index lda, Index m, const PackedMatrix<S>& M, Index j0, Index j1, S* C,
                        Index ldc, bool accumulate, Index g0 = 0, Index g1 = -1, Index k0 = 0, Index k1 = -1) {
+    constexpr int MR = PacketInfo<S>::MR, NR = PackedMatrix<S>::NR;
     if (g1 < 0) g1 = M.groups();
     if (k1 < 0) k1 = M.K();
-    for (Index r0 = 0; r0 < m; r0 += kRowBlock)
-        for (Index g = g0; g < g1; ++g)
-            for (Index j = j0; j < j1; ++j) {
-                const Index p = g * M.per_group() + j;
-                panel_product(A + r0 * lda + k0, lda, std::min(kRowBlock, m - r0), M.panel(p) + k0 * PackedMatrix<S>::NR,
-                              k1 - k0, C + r0 * ldc + M.column(p), ldc, M.width(p), accumulate);
-            }
+    const Index K = k1 - k0, nj = j1 - j0;
+    auto panel = [&](Index i) {  // i-th of the (group, unit panel) pairs, group-major
+        const Index p = (g0 + i / nj) * M.per_group() + j0 + i % nj;
+        return std::tuple<const S*, Index, Index>{M.panel(p) + k0 * NR, M.column(p), M.width(p)};
+    };
+    for (Index r0 = 0; r0 < m; r0 += kRowBlock) {
+        const Index rows = std::min(kRowBlock, m - r0), tail = rows % MR <= 2 ? rows % MR : 0;
+        const S* a = A + r0 * lda + k0;
+        S* c = C + r0 * ldc;
+        for (Index i = 0; i < (g1 - g0) * nj && rows > tail; ++i) {
+            const auto [ptr, col, width] = panel(i);
+            panel_product(a, lda, rows - tail, ptr, K, c + col, ldc, width, accumulate);
+        }
+        const Index at = (rows - tail) * lda, ct = (rows - tail) * ldc;
+        if (tail == 2) few_rows<S, 2>(a + at, lda, K, (g1 - g0) * nj, panel, c + ct, ldc, accumulate);
+        if (tail == 1) few_rows<S, 1>(a + at, lda, K, (g1 - g0) * nj, panel, c + ct, ldc, accumulate);
+    }
 }
 
 // The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.

@@ -10,11 +10,10 @@
 //    units' columns of every gate, then their elementwise pass; a product
 //    that reads all units of the phase before it waits at a barrier.
 // Neither split divides a sum, and results are bit-identical for every thread
-// count (docs/numerics.md): row shares start at multiples of the
-// micro-kernel's MR rows, so every thread count groups rows into the same
-// blocks (a block's row count picks its summation order), and the gate
-// activations give the same bits in SIMD and scalar code (activations.hpp),
-// so where a unit share starts does not matter.
+// count (docs/numerics.md): the micro-kernel's summation order does not
+// depend on a block's row count (packed_gemm.hpp), so row shares balance
+// exactly, and the gate activations give the same bits in SIMD and scalar
+// code (activations.hpp), so where a unit share starts does not matter.
 //
 // Ctrl-C: the calling thread polls for an interrupt between steps and the
 // team stops at one step; the loop then throws Interrupted (parallel.hpp).
@@ -23,6 +22,7 @@
 #include "projection.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace fastrnn {
 
@@ -61,10 +61,8 @@ inline TeamPlan plan_team(const Schedule& sch, Index panels, Index B, Index step
 }
 
 // Thread t's part. Rows are split so that the threads' summed sequence
-// lengths match (rows are sorted longest first), at multiples of MR.
-constexpr Index kRowAlign = PacketInfo<float>::MR;
-static_assert(PacketInfo<double>::MR == kRowAlign, "one row grouping for every type");
-
+// lengths match (rows are sorted longest first): each boundary is the row
+// nearest to k/nt of the work.
 inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, int t, int nt) {
     if (!by_rows || nt == 1) {
         const Index j0 = panels * t / nt, j1 = panels * (t + 1) / nt;
@@ -72,10 +70,12 @@ inline Part make_part(const Schedule& sch, Index B, Index panels, bool by_rows, 
     }
     Index total = 0;
     for (Index r = 0; r < B; ++r) total += sch.length(r);
-    auto boundary = [&](int k) {  // first row after a share of k/nt of the work
-        Index r = 0, done = 0;
-        while (r < B && (done * nt < total * k || r % kRowAlign != 0)) done += sch.length(r++);
-        return k == nt ? B : r;
+    auto boundary = [&](int k) {
+        if (k == nt) return B;
+        Index r = 0, done = 0;  // work in units of 1/nt: row r's end is done + length(r)
+        while (r < B && std::abs((done + sch.length(r)) * nt - total * k) < std::abs(done * nt - total * k))
+            done += sch.length(r++);
+        return r;
     };
     return Part{boundary(t), boundary(t + 1), 0, panels, nt, false, t};
 }
