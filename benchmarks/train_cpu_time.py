@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+try:
+    import fastrnn  # noqa: F401
+except ImportError:            # running from a source checkout without PYTHONPATH=python
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 import cases  # noqa: E402
 import peers  # noqa: E402
 

@@ -429,18 +429,17 @@ def softmax_cross_entropy(logits, targets, mask=None):
     t = np.where(m > 0, t, 0) if m is not None else t
 
     z = logits - logits.max(axis=-1, keepdims=True)
-    grad = np.exp(z)                         # softmax(logits) - onehot(targets):
-    norm = grad.sum(axis=-1, keepdims=True)
-    grad /= norm
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     ti = t[..., None].astype(np.intp)
-    nll = (np.log(norm) - np.take_along_axis(z, ti, axis=-1))[..., 0]   # -log p[target]
+    nll = -np.take_along_axis(logp, ti, axis=-1)[..., 0]
+    grad = np.exp(logp)                      # softmax(logits) - onehot(targets):
     np.put_along_axis(grad, ti, np.take_along_axis(grad, ti, axis=-1) - 1, axis=-1)
     if m is None:
         n = nll.size
         if n == 0:
             return 0.0, np.zeros_like(logits)
         loss = float(nll.sum(dtype=np.float64) / n)
-        d = np.divide(grad, logits.dtype.type(n), out=grad)
+        d = grad / logits.dtype.type(n)
     else:
         total = float(m.sum(dtype=np.float64))
         if total == 0:
