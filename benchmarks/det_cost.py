@@ -36,13 +36,17 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
     ap.add_argument("--shapes", default=",".join(s.name for s in cases.GRID), help="comma list of grid shapes")
     ap.add_argument("--cells", default="lstm,gru,rnn", help="comma list of lstm,gru,rnn")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: the calling thread's CPU time (time.thread_time), which a busy "
+                    "machine barely moves; meaningful at 1 thread only")
     args = ap.parse_args(argv)
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     shapes = [s for s in cases.GRID if s.name in args.shapes.split(",")]
     cells = [c for c in (("lstm", 4), ("gru", 3), ("rnn", 1)) if c[0] in args.cells.split(",")]
     peers._import_package("fastrnn_other", Path(args.other) / "fastrnn", None)
     import fastrnn_other.functional as other
     print("threads shape cell other_ms this_ms this/other")
-    print(f"load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"load average {os.getloadavg()[0]:.1f} at the start; clock {args.clock}")
     for nt in (int(t) for t in args.threads.split(",")):
         this.set_num_threads(nt)
         other.set_num_threads(nt)
@@ -59,9 +63,9 @@ def main(argv=None):
                 t = {k: [] for k in fns}
                 for _ in range(args.repeats):
                     for k, f in fns.items():
-                        t0 = time.perf_counter()
+                        t0 = clock()
                         f()
-                        t[k].append(time.perf_counter() - t0)
+                        t[k].append(clock() - t0)
                 a, b = np.median(t["other"]), np.median(t["this"])
                 print(f"{nt} {sh.name} {cell} {a * 1e3:.1f} {b * 1e3:.1f} {b / a:.3f}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

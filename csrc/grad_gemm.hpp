@@ -79,7 +79,7 @@ void rows_of_c(const S* A, Index lda, const S* B, Index ldb, S* C, Index n, Inde
     constexpr int NR = Sh::NR, MR = Sh::MR;
     const Index m = i1 - i0, strips = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
     // B's block (kc × n) stays in L2 while A's strips pass through L1.
-    const Index kc = std::clamp<Index>(Index(65536) / (panels * NR), 32, 512);
+    const Index kc = std::min(k, std::clamp<Index>(Index(65536) / (panels * NR), 32, 512));
     // A's strips are packed when several panels read them; with one or two
     // the kernel broadcasts from A's rows (packing would cost as much), all
     // but a last strip narrower than MR.
