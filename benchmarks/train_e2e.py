@@ -16,9 +16,13 @@ steps). Threads: fastrnn.set_num_threads(n) and torch.set_num_threads(n) for eac
     python benchmarks/train_e2e.py --task lm --threads 2 --turns 6
 
 Prints, per task and thread count, the median step time of each and torch/fastrnn
-(> 1: fastrnn is faster).
+(> 1: fastrnn is faster). `--clock cpu` times by the calling thread's CPU time
+(time.thread_time), which a busy machine barely moves: meaningful at 1 thread only.
+`--breakdown` prints instead where fastrnn's LM step spends its time, part by part,
+and the share of the parts that run Python/NumPy (embedding, loss, clipping, Adam).
 """
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -120,7 +124,37 @@ class Forecaster:
 TASKS = {"lm": LM, "gru": Forecaster}
 
 
-def bench(task_cls, threads, turns, steps, seed=0):
+def breakdown(threads, steps, clock, seed=0):
+    """Median time of each part of fastrnn's LM step, and the Python/NumPy parts' share."""
+    fastrnn.set_num_threads(threads)
+    m = LM(seed)
+    parts = {}
+    for i, (x, y) in enumerate(m.batches(np.random.default_rng(seed + 1), steps + 2)):
+        t = {"start": clock()}
+
+        def mark(name):
+            t[name] = clock()
+        m.opt.zero_grad(); mark("zero_grad")
+        e = m.embed(x); mark("embedding forward")
+        out, _ = m.lstm(e); mark("LSTM forward")
+        logits = m.head(out); mark("Dense forward")
+        loss, d = nn.softmax_cross_entropy(logits, y); mark("loss")
+        d_out = m.head.backward(d); mark("Dense backward")
+        dx = m.lstm.backward(d_out); mark("LSTM backward")
+        m.embed.backward(dx[0] if isinstance(dx, tuple) else dx); mark("embedding backward")
+        optim.clip_grad_norm(m.modules, m.clip); mark("clipping")
+        m.opt.step(); mark("Adam")
+        names = list(t)
+        if i >= 2:                      # two warm-up steps
+            for a, b in zip(names, names[1:]):
+                parts.setdefault(b, []).append(t[b] - t[a])
+            parts.setdefault("step", []).append(t[names[-1]] - t["start"])
+    med = {k: float(np.median(v)) for k, v in parts.items()}
+    python_parts = ("zero_grad", "embedding forward", "loss", "embedding backward", "clipping", "Adam")
+    return med, sum(med[k] for k in python_parts) / med["step"]
+
+
+def bench(task_cls, threads, turns, steps, seed=0, clock=time.perf_counter):
     import torch
     fastrnn.set_num_threads(threads)
     torch.set_num_threads(threads)
@@ -150,9 +184,9 @@ def bench(task_cls, threads, turns, steps, seed=0):
         chunk = data[turn * steps:(turn + 1) * steps]
         for name, step in (("fastrnn", fastrnn_step), ("torch", torch_step)):
             for x, y in chunk:
-                t0 = time.perf_counter()
+                t0 = clock()
                 losses[name].append(step(x, y))
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     a, b = np.array(losses["fastrnn"]), np.array(losses["torch"])
     rel = float(np.max(np.abs(a - b) / np.abs(b)))
     # The first turn warms caches and thread pools up: not timed.
@@ -166,7 +200,20 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
     ap.add_argument("--turns", type=int, default=5, help="turns per framework (first untimed)")
     ap.add_argument("--steps", type=int, default=4, help="steps per turn")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="time the parts of fastrnn's LM step instead (--turns × --steps steps)")
     args = ap.parse_args(argv)
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    if args.breakdown:
+        for n in (int(t) for t in args.threads.split(",")):
+            med, share = breakdown(n, args.turns * args.steps, clock)
+            print(f"LM step, {n} thread(s), clock {args.clock}, load average {os.getloadavg()[0]:.1f}")
+            for k, v in med.items():
+                print(f"  {k:<20}{v * 1e3:>8.2f} ms{100 * v / med['step']:>6.1f}%")
+            print(f"  Python/NumPy parts (embedding, loss, clipping, Adam, zero_grad): {100 * share:.1f}%")
+        return 0
+    print(f"clock {args.clock}, load average {os.getloadavg()[0]:.1f}")
     print(f"fastrnn {fastrnn.__version__} ({fastrnn.config()['isa']}); median step time, "
           f"turns of {args.steps} steps, first turn untimed")
     print(f"{'task':<5}{'threads':>8}{'fastrnn ms':>12}{'torch ms':>10}{'torch/fastrnn':>15}"
@@ -174,7 +221,7 @@ def main(argv=None):
     ok = True
     for task in args.task.split(","):
         for n in (int(t) for t in args.threads.split(",")):
-            med, rel = bench(TASKS[task], n, args.turns, args.steps)
+            med, rel = bench(TASKS[task], n, args.turns, args.steps, clock=clock)
             ok &= rel <= 1e-3
             print(f"{task:<5}{n:>8}{med['fastrnn'] * 1e3:>12.1f}{med['torch'] * 1e3:>10.1f}"
                   f"{med['torch'] / med['fastrnn']:>15.2f}{rel:>19.1e}", flush=True)

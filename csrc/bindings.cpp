@@ -13,6 +13,7 @@
 #include <pybind11/stl.h>
 
 #include "dense.hpp"
+#include "optim.hpp"
 #include "kernels.hpp"
 
 #include <algorithm>
@@ -764,6 +765,36 @@ void bind_dense(py::module_& m) {
           py::arg("d_y").noconvert(), py::arg("bias"));
 }
 
+// fastrnn.optim: Adam's step in place on p, m, v (same shape, C order) from g;
+// the sum of squares of g in double. The Python side checks the arrays.
+template <typename S>
+void adam_update_py(Arr<S>& p, const Arr<S>& g, Arr<S>& m, Arr<S>& v, double b1, double b2, double lr,
+                    double eps, Index t) {
+    const Index n = p.size();
+    require(g.size() == n && m.size() == n && v.size() == n, "adam_update: p, g, m and v must have one size");
+    S *pp = p.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
+    const S* gp = g.data();
+    py::gil_scoped_release nogil;
+    adam_update(pp, gp, mp, vp, n, S(b1), S(1 - b1), S(b2), S(1 - b2), S(1 - std::pow(b2, double(t))), S(eps),
+                S(lr / (1 - std::pow(b1, double(t)))));
+}
+
+template <typename S>
+double sum_squares_py(const Arr<S>& a) {
+    const S* ap = a.data();
+    const Index n = a.size();
+    py::gil_scoped_release nogil;
+    return sum_squares(ap, n);
+}
+
+template <typename S>
+void bind_optim(py::module_& m) {
+    m.def("adam_update", &adam_update_py<S>, py::arg("p").noconvert(), py::arg("g").noconvert(),
+          py::arg("m").noconvert(), py::arg("v").noconvert(), py::arg("b1"), py::arg("b2"), py::arg("lr"),
+          py::arg("eps"), py::arg("t"));
+    m.def("sum_squares", &sum_squares_py<S>, py::arg("a").noconvert());
+}
+
 // What this module was built with, for fastrnn.config(): the build's
 // settings (CMakeLists.txt) and what the compiler actually enabled.
 py::dict build_config() {
@@ -817,6 +848,8 @@ PYBIND11_MODULE(FASTRNN_MODULE, m) {
     bind_dtype<double>(m);
     bind_dense<float>(m);
     bind_dense<double>(m);
+    bind_optim<float>(m);
+    bind_optim<double>(m);
     m.def("set_num_threads", [](int n) {
         require(n >= 1, "set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);

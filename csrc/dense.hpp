@@ -5,6 +5,7 @@
 // like the kernels (parallel.hpp).
 #pragma once
 
+#include "grad_gemm.hpp"
 #include "packed_gemm.hpp"
 
 namespace fastrnn {
@@ -22,8 +23,7 @@ void dense_forward(const S* x, const S* w, const S* b, S* y, Index N, Index I, I
 // dw(O, I) = dyᵀ · x, db(O) = Σ rows of dy (db may be null), dx(N, I) = dy · W.
 template <typename S>
 void dense_backward(const S* x, const S* w, const S* dy, S* dw, S* db, S* dx, Index N, Index I, Index O) {
-    gemm_tn(dy, x, dw, O, I, N, false);
-    if (db) column_sum(dy, db, N, O);
+    gemm_tn(dy, x, dw, O, I, N, false, O, db);
     PackedMatrix<S> wt;  // W's columns as panels: dx = dy · (Wᵀ)ᵀ
     wt.pack(w, 1, I, O, I, true);
     packed_gemm(dy, O, N, wt, dx, I, false);

@@ -1,11 +1,11 @@
-// Threads, interruption, and the weight-gradient GEMM.
+// Threads and interruption.
 //
 // fastrnn runs its parallel work on a pool of its own (threads.cpp), not on
 // OpenMP: GNU OpenMP's workers do not exist in a forked child, which then
 // hangs on its first parallel region; the pool re-creates itself there. One
 // process-wide thread count (set_num_threads) sizes every team. Eigen is
-// built single-threaded (EIGEN_DONT_PARALLELIZE); its GEMMs run in the pool
-// on fixed output tiles.
+// built single-threaded (EIGEN_DONT_PARALLELIZE); the weight-gradient GEMMs
+// are fastrnn's own (grad_gemm.hpp).
 //
 // Determinism: every parallel loop here splits work items whose results do
 // not depend on which thread computes them, and never splits a sum, so
@@ -95,48 +95,5 @@ private:
     std::atomic<bool> stop_{false};
     std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(25);
 };
-
-// The weight-gradient GEMM is cut into strips of output rows or columns
-// (along the longer side), as many as the shape asks for (one per
-// kStripWidth, at most kMaxStrips), never as many as there are threads: each
-// strip is one single-threaded Eigen GEMM over the full k range, so every
-// element's sum has one order whatever the thread count. A strip re-packs the
-// whole other operand, an overhead of about one element copied per
-// 2·kStripWidth flops: 128 × 128 tiles cost 15% on the largest grid row.
-constexpr Index kMaxStrips = 8, kStripWidth = 256;
-
-// C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
-template <typename S>
-inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate,
-                    Index lda = -1) {
-    if (m == 0 || n == 0) return;
-    using Stride = Eigen::OuterStride<>;
-    const Index ld = lda < 0 ? m : lda;
-    const bool by_rows = m >= n;
-    const Index side = by_rows ? m : n;
-    const Index strips = std::clamp<Index>(side / kStripWidth, 1, kMaxStrips);
-    const Index width = (side + strips - 1) / strips;
-    auto strip = [&](Index i) {
-        const Index o = i * width, len = std::min(width, side - o);
-        if (len <= 0) return;
-        const Index rows = by_rows ? len : m, cols = by_rows ? n : len;
-        Eigen::Map<const Mat<S>, 0, Stride> a(A + (by_rows ? o : 0), k, rows, Stride(ld));
-        Eigen::Map<const Mat<S>, 0, Stride> b(B + (by_rows ? 0 : o), k, cols, Stride(n));
-        Eigen::Map<Mat<S>, 0, Stride> c(C + (by_rows ? o * n : o), rows, cols, Stride(n));
-        if (accumulate)
-            c.noalias() += a.transpose() * b;
-        else
-            c.noalias() = a.transpose() * b;
-    };
-    parallel_rows(strips, width * (by_rows ? n : m) * std::max<Index>(k, 1) / 8, strip);
-}
-
-// out(n) = sum over the k rows of A(k, n), row by row in order.
-template <typename S>
-inline void column_sum(const S* A, S* out, Index k, Index n) {
-    ArrMap<S> o(out, n);
-    o.setZero();
-    for (Index r = 0; r < k; ++r) o += ConstArrMap<S>(A + r * n, n);
-}
 
 }  // namespace fastrnn

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "core/weights.hpp"
+#include "grad_gemm.hpp"
 #include "packed_gemm.hpp"
 #include "schedule.hpp"
 

@@ -139,3 +139,58 @@ def test_dense_on_the_pool(restore_threads, dtype):
     np.testing.assert_allclose(dw, d_y.reshape(-1, 200).T @ x.reshape(-1, 300), rtol=rtol,
                                atol=rtol * 100)
     np.testing.assert_allclose(db, d_y.reshape(-1, 200).sum(0), rtol=rtol, atol=rtol * 100)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("O, I, N", [(1, 1, 1), (7, 33, 5), (13, 65, 700), (100, 31, 2500)])
+def test_weight_gradient_gemm_edges(restore_threads, dtype, O, I, N):
+    """The weight-gradient GEMM (csrc/grad_gemm.hpp) through Dense's backward, on
+    shapes that leave partial tiles (O not a multiple of its 6-row strips, I not of
+    its panels) and k = N below and above its k block: same bits for every thread
+    count, and dW = d_yᵀ x, db = Σ d_y to round-off against float64 (float32: sums
+    of N products of size ~1, error ~√N·2⁻²⁴ relative, rtol 1e-5; float64 1e-12)."""
+    from fastrnn import nn
+    rng = np.random.default_rng(O * 1000 + I)
+    layer = nn.Dense(I, O, dtype=dtype, seed=1)
+    x = rng.standard_normal((N, I)).astype(dtype)
+    d_y = rng.standard_normal((N, O)).astype(dtype)
+
+    def compute():
+        layer.zero_grad()
+        layer(x)
+        layer.backward(d_y)
+        return [layer.grads["weight"].copy(), layer.grads["bias"].copy()]
+
+    assert_same_for_every_thread_count(compute)
+    dw, db = compute()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    x64, d64 = x.astype(np.float64), d_y.astype(np.float64)
+    scale = np.sqrt(N)   # the sums' size: N products of size ~1
+    np.testing.assert_allclose(dw, d64.T @ x64, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(db, d64.sum(0), rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimiser_on_the_pool(restore_threads, dtype):
+    """Adam's step and clipping's norm run on the pool (csrc/optim.hpp): same bits
+    for every thread count, over sizes that span several of their chunks."""
+    from fastrnn import optim
+
+    class Params:
+        def __init__(self):
+            rng = np.random.default_rng(5)
+            self.params = {"a": rng.standard_normal((70, 300)).astype(dtype),
+                           "b": rng.standard_normal(4097).astype(dtype)}
+            self.grads = {k: rng.standard_normal(v.shape).astype(dtype)
+                          for k, v in self.params.items()}
+
+    def compute():
+        m = Params()
+        opt = optim.Adam(m, lr=0.01)
+        norms = []
+        for _ in range(3):
+            norms.append(np.array(optim.clip_grad_norm(m, 1.0)))
+            opt.step()
+        return norms + list(m.params.values())
+
+    assert_same_for_every_thread_count(compute)

@@ -267,6 +267,54 @@ def test_adam_two_steps_by_hand():
     close(m.params["w"], [-0.1 + 0.1 / 19], "step 2")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_compiled_step_equals_the_numpy_rule(dtype):
+    """Adam runs in the compiled module for C-contiguous arrays and in NumPy
+    otherwise (here: a Fortran-ordered parameter). Both must give exactly the
+    bits of the documented rule written out in NumPy below, each factor rounded
+    to the dtype as optim.py documents: the compiled loop does the same IEEE
+    operations in the same order (the module is built without FMA contraction), and
+    its square root is IEEE's in SIMD and scalar code alike, wherever the arrays lie."""
+    rng = np.random.default_rng(1)
+    lr, (b1, b2), eps = 0.003, (0.8, 0.99), 1e-7
+    shape = (37, 251)                       # 9287 elements: several 4096-element chunks
+    p0 = rng.standard_normal(shape).astype(dtype)
+    grads = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
+    f = np.dtype(dtype).type
+    want, m, v = p0.copy(), np.zeros(shape, dtype), np.zeros(shape, dtype)
+    for t, g in enumerate(grads, 1):
+        m = m * f(b1) + f(1 - b1) * g
+        v = v * f(b2) + f(1 - b2) * (g * g)
+        want = want - f(lr / (1 - b1 ** t)) * m / (np.sqrt(v / f(1 - b2 ** t)) + f(eps))
+    def placed(a, order, offset):
+        """a copy of a in the given order, starting `offset` elements into a buffer:
+        where SIMD heads and tails fall moves with the placement."""
+        buf = np.empty(a.size + offset, dtype)[offset:].reshape(a.shape, order=order)
+        buf[...] = a
+        return buf
+
+    for order, offset in (("C", 0), ("C", 1), ("C", 3), ("C", 5), ("F", 0)):
+        mod = Param(w=[0.0])
+        mod.params["w"] = placed(p0, order, offset)
+        mod.grads["w"] = placed(np.zeros(shape, dtype), order, offset)
+        opt = optim.Adam(mod, lr=lr, betas=(b1, b2), eps=eps)
+        for g in grads:
+            mod.grads["w"][...] = g
+            opt.step()
+        assert np.array_equal(mod.params["w"], want), (order, offset)
+
+
+def test_clip_norm_in_double():
+    """clip_grad_norm's sum of squares (compiled, in float64) against math.fsum of
+    the exact squares: rel 1e-12 (float64 rounding over ~1e4 terms of one sign)."""
+    rng = np.random.default_rng(2)
+    a = Param(w=np.zeros(10001))
+    a.params["w"] = a.params["w"].astype(np.float32)
+    a.grads["w"] = (rng.standard_normal(10001) * 1e3).astype(np.float32)
+    want = math.sqrt(math.fsum(float(x) ** 2 for x in a.grads["w"]))
+    assert math.isclose(optim.clip_grad_norm(a, 1e9), want, rel_tol=1e-12)
+
+
 def test_adam_minimises_quadratic_float32():
     m = Param()
     m.params["w"] = np.array([3.0, -2.0], np.float32)

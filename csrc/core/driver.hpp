@@ -431,12 +431,15 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), width(k));
     if (projects) W::gemm_tn(cfg, dhs.data(), R, cache.ms, g.dw_hr, R, H, rows, false);  // dW_hr = Σ dhᵀ m
     Buffer<S> tmp, masked(opt.rmask ? rows * H : 0);
+    // db_hh = Σ dG from dW_hh's pass over dG, where the format's dW GEMM sums it
+    const bool fused_db = W::kFusedColumnSum && !opt.rmask && !opt.ln_gain;
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
         const S* in = Cell::product_input(k, cache, rows, H, tmp);
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
         if (!opt.rmask) {
-            W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false);
+            W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false,
+                       fused_db ? g.db_hh + pr.gate0 * H : nullptr);
             continue;
         }
         for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)
@@ -446,7 +449,7 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
             W::gemm_tn(cfg, dW + gate * H, GH, masked.data(), g.dw_hh + gate * H * H, H, H, rows, false);
         }
     }
-    column_sum(dG.data(), g.db_hh, rows, GH);
+    if (!fused_db) column_sum(dG.data(), g.db_hh, rows, GH);
     if (opt.ln_gain) {
         layer_norm_input_backward<S, Cell, W>(d, x, w, opt, sch, cache, dG.data(), scratch.data(), g, cfg);
     } else {

@@ -15,9 +15,13 @@
 //   units(j0, j1, H)                           the hidden units those panels cover
 // and, for the backward driver (formats training runs in: native, bf16):
 //   pack_t(M, cfg, src, N, K, ld)              M (N, K) = src (K, N)ᵀ, row stride ld
-//   gemm_tn(cfg, A, lda, B, C, m, n, k, acc)   C (m, n) (=|+=) Aᵀ · B (weight gradients)
+//   gemm_tn(cfg, A, lda, B, C, m, n, k, acc, colsum)
+//                                              C (m, n) (=|+=) Aᵀ · B (weight gradients);
+//                                              colsum (m) = Σ_k A's columns from the same
+//                                              pass where kFusedColumnSum, else null
 #pragma once
 
+#include "../grad_gemm.hpp"
 #include "../packed_gemm.hpp"
 #include "../precision/lowp.hpp"
 
@@ -45,9 +49,10 @@ struct NativeFormat {
     static void pack_t(Matrix& M, const Config&, const S* src, Index N, Index K, Index ld) {
         M.pack(src, 1, N, K, ld, true);
     }
+    static constexpr bool kFusedColumnSum = true;
     static void gemm_tn(const Config&, const S* A, Index lda, const S* B, S* C, Index m, Index n, Index k,
-                        bool acc) {
-        fastrnn::gemm_tn(A, B, C, m, n, k, acc, lda);
+                        bool acc, S* colsum = nullptr) {
+        fastrnn::gemm_tn(A, B, C, m, n, k, acc, lda, colsum);
     }
 };
 
@@ -129,8 +134,9 @@ struct Bf16TrainFormat {
         rows.prepare(A, lda, m, M.m.K());
         lowp::gemm_units_ordered(rows, M.m, j0, j1, C, ldc, acc, M.path);
     }
+    static constexpr bool kFusedColumnSum = false;  // the driver sums the bias gradient itself
     static void gemm_tn(lowp::Path path, const float* A, Index lda, const float* B, float* C, Index m, Index n,
-                        Index k, bool acc) {
+                        Index k, bool acc, float* /*colsum: never asked for*/ = nullptr) {
         lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path);
     }
     static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }

@@ -341,7 +341,13 @@ class Embedding(Module):
             keep = flat != self.padding_idx
             flat, d2 = flat[keep], d2[keep]
         if not self.sparse:
-            np.add.at(self.grads["weight"], flat, d2)
+            # Each row's gradients summed in lookup order (a stable sort, then one
+            # sum per run of equal indices): np.add.at's order, at a fraction of its cost.
+            order = np.argsort(flat, kind="stable")
+            rows = flat[order]
+            if rows.size:
+                starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+                self.grads["weight"][rows[starts]] += np.add.reduceat(d2[order], starts, axis=0)
             return None
         if self.sparse_grad is not None:               # accumulate, as the dense path does
             flat = np.concatenate([self.sparse_grad[0], flat])
