@@ -3,7 +3,8 @@ already busy with another process (issue #18, item 5).
 
 A load generator starts one busy-looping process per CPU this process may use; the
 workload (the README's layers example: 300 training steps of LSTM(1, 32) + Dense on
-(64, 20, 1) batches, and an LSTM(128, 128) training call on (100, 32, 128)) then runs in a
+(64, 20, 1) batches, an LSTM(128, 128) training call on (100, 32, 128), and the same on one
+sequence (100, 1, 128), whose steps are split by hidden units with a barrier each) then runs in a
 fresh interpreter with the default thread count, and again with 1 thread, alternating.
 Without the load too, for reference.
 
@@ -44,10 +45,11 @@ if sys.argv[2] == "readme":
         lstm.backward(head.backward(d_pred))
         opt.step()
 else:
+    B, calls = (32, 20) if sys.argv[2] == "lstm128" else (1, 200)   # latency_b1: one sequence
     lstm = fastrnn.LSTM(128, 128, seed=0)
-    x = rng.standard_normal((100, 32, 128)).astype(np.float32)
+    x = rng.standard_normal((100, B, 128)).astype(np.float32)
     t0 = time.perf_counter()
-    for _ in range(20):
+    for _ in range(calls):
         out, _ = lstm(x)
         lstm.backward(np.ones_like(out))
 print(time.perf_counter() - t0, fastrnn.get_num_threads())
@@ -78,11 +80,13 @@ def median(v):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="runs of each setting (alternating)")
+    ap.add_argument("--workloads", default="readme,lstm128,latency_b1",
+                    help="comma list of readme, lstm128, latency_b1")
     args = ap.parse_args(argv)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{cpus} CPUs; default thread count = {run('default', 'readme')[1]}")
-    print(f"{'workload':<10}{'load':<14}{'default s':>10}{'1 thread s':>11}{'default/1':>11}")
-    for workload in ("readme", "lstm128"):
+    print(f"{'workload':<12}{'load':<14}{'default s':>10}{'1 thread s':>11}{'default/1':>11}")
+    for workload in args.workloads.split(","):
         for loaded in (False, True):
             procs = [mp.Process(target=spin, daemon=True) for _ in range(cpus if loaded else 0)]
             for p in procs:
@@ -100,7 +104,7 @@ def main(argv=None):
                     p.join()
             d, one = median(times["default"]), median(times["1"])
             load = f"{cpus} spinners" if loaded else "none"
-            print(f"{workload:<10}{load:<14}{d:>10.2f}{one:>11.2f}{d / one:>11.2f}", flush=True)
+            print(f"{workload:<12}{load:<14}{d:>10.2f}{one:>11.2f}{d / one:>11.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,36 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
     for (Index r = 0; r < n; ++r) f(r);
 }
 
+// Oversubscribed cores. A team that meets at a barrier every step (the unit
+// split) stalls at every step one of its members is descheduled, so when the
+// cores are busy with other processes it runs many times slower than one
+// thread. Such a team's calling thread times it (BarrierTeamClock); when it
+// was on the CPU for less than 2/3 of the team's wall time, barrier teams run
+// as one thread for the next second, then are tried again. Results do not
+// depend on the thread count, so this changes no bits.
+bool barrier_teams_contended();
+void report_barrier_team(double wall_seconds, double cpu_seconds);
+
+class BarrierTeamClock {
+public:
+    explicit BarrierTeamClock(bool timed) : timed_(timed) {
+        if (timed_) wall0_ = std::chrono::steady_clock::now(), cpu0_ = thread_cpu_seconds();
+    }
+    ~BarrierTeamClock() {
+        if (timed_)
+            report_barrier_team(std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0_).count(),
+                                thread_cpu_seconds() - cpu0_);
+    }
+    BarrierTeamClock(const BarrierTeamClock&) = delete;
+    BarrierTeamClock& operator=(const BarrierTeamClock&) = delete;
+
+private:
+    static double thread_cpu_seconds();
+    bool timed_;
+    std::chrono::steady_clock::time_point wall0_;
+    double cpu0_ = 0;
+};
+
 // Ctrl-C. bindings.cpp installs a hook that takes the GIL and runs Python's
 // signal handlers (main thread only); it returns true when one raised, the
 // Python error then being set. Kernels throw Interrupted, which the bindings

@@ -13,7 +13,9 @@
 // memory, is inherited.
 #include "parallel.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <exception>
 #include <cstdlib>
 #include <string>
@@ -252,6 +254,33 @@ int num_threads() {
 }
 
 void set_num_threads(int n) { g_threads.store(std::clamp(n, 1, kMaxThreads), std::memory_order_relaxed); }
+
+namespace {
+// Until when (steady clock, ns) barrier teams run as one thread (parallel.hpp).
+std::atomic<std::int64_t> g_contended_until{0};
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+bool barrier_teams_contended() { return steady_ns() < g_contended_until.load(std::memory_order_relaxed); }
+
+void report_barrier_team(double wall, double cpu) {
+    // Under 1 ms the clocks' granularity and the team's wake-up dominate.
+    if (wall >= 1e-3 && cpu < wall * (2.0 / 3.0))
+        g_contended_until.store(steady_ns() + 1'000'000'000, std::memory_order_relaxed);
+}
+
+double BarrierTeamClock::thread_cpu_seconds() {
+#ifdef __linux__
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+#else
+    return 0;  // no per-thread clock: never judged contended
+#endif
+}
 
 void set_interrupt_hook(bool (*hook)()) { g_interrupt_hook.store(hook, std::memory_order_release); }
 

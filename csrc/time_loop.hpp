@@ -57,6 +57,7 @@ inline TeamPlan plan_team(const Schedule& sch, Index panels, Index B, Index step
     const int nt = num_threads();
     if (nt < 2 || step_work < kTeamWork || sch.steps() == 0) return {1, false};
     if (B >= nt * kMinRowsPerThread) return {nt, true};
+    if (barrier_teams_contended()) return {1, false};  // busy cores: see BarrierTeamClock
     return {static_cast<int>(std::min<Index>(nt, panels)), false};
 }
 
@@ -97,6 +98,7 @@ template <typename Proj, typename Step>
 void forward_loop(Proj& proj, const Schedule& sch, Index B, Index panels, const TeamPlan& plan,
                   Step&& step) {
     StopFlag stop;
+    const BarrierTeamClock clock(plan.threads > 1 && !plan.by_rows);
     for (Index s0 = 0; s0 < sch.steps();) {
         const Index s1 = proj.prepare(s0);
         run_team(plan.threads, [&](int t, int nt) {
@@ -117,6 +119,7 @@ void forward_loop(Proj& proj, const Schedule& sch, Index B, Index panels, const 
 template <typename Step>
 void backward_loop(const Schedule& sch, Index B, Index panels, const TeamPlan& plan, Step&& step) {
     StopFlag stop;
+    const BarrierTeamClock clock(plan.threads > 1 && !plan.by_rows);
     run_team(plan.threads, [&](int t, int nt) {
         const Part p = make_part(sch, B, panels, plan.by_rows, t, nt);
         for (Index n = 0, s = sch.steps() - 1; s >= 0 && !must_stop(stop, n); --s, ++n) {
