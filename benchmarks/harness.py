@@ -32,6 +32,21 @@ def measure_interleaved(fns, warmup, repeats, budget, min_repeats=3):
     return {name: _stats(s) for name, s in samples.items()}
 
 
+def measure_groups(fns, warmup, repeats, budget):
+    """measure_interleaved within each group of a name prefix: fastrnn's callables in turns
+    with each other, then each peer framework's with each other. Torch's OpenMP workers and
+    ONNX Runtime's keep spinning on the cores for a while after a call; in turns with
+    fastrnn's calls they would hold the cores during fastrnn's next multi-threaded call
+    (docs/reliability.md: a 2-thread fastrnn call then runs at about its 1-thread speed)."""
+    groups = {}
+    for name, fn in fns.items():
+        groups.setdefault(name.split()[0], {})[name] = fn
+    out = {}
+    for group in groups.values():
+        out.update(measure_interleaved(group, warmup, repeats, budget))
+    return out
+
+
 def _stats(samples):
     q1, median, q3 = np.percentile(samples, [25, 50, 75])
     return {"median_ms": median, "q1_ms": q1, "q3_ms": q3, "min_ms": min(samples),

@@ -1,6 +1,8 @@
 """Low-precision inference (`run.py --precision float32,bfloat16,int8`; docs/precision.md).
 
-Side by side in one process, in turns (harness.measure_interleaved), one layer's weights:
+Side by side in one process, one layer's weights; in turns within each framework
+(harness.measure_groups: fastrnn's engines with each other, torch's with each other, ORT's
+with each other, so that no peer's spinning workers hold the cores during fastrnn's calls):
   fastrnn <p>      `layer.inference(precision=p)(x)` for each precision asked
   torch fp32       torch.nn.LSTM / GRU under no_grad
   torch bf16       the same module `.to(torch.bfloat16)` (input bf16, output widened)
@@ -91,7 +93,7 @@ def rows(fastrnn, torch, precisions, cells, shapes, threads, warmup=1, repeats=7
                     pass
                 want = layer.inference()(x)[0]
                 errors = {k: float(np.abs(f() - want).max()) for k, f in fns.items()}
-                times = harness.measure_interleaved(fns, warmup, repeats, budget)
+                times = harness.measure_groups(fns, warmup, repeats, budget)
                 out.append({"cell": cell, "shape": shape.name, "threads": threads, "errors": errors,
                             "ms": {k: t["median_ms"] for k, t in times.items()},
                             "n": min(t["n"] for t in times.values())})

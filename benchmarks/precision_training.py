@@ -2,7 +2,8 @@
 docs/precision.md, "Training").
 
 One training step of one layer-direction (forward with cache, then the backward of sum(out),
-dx included), side by side in one process, in turns (harness.measure_interleaved):
+dx included), side by side in one process, in turns within each framework
+(harness.measure_groups):
   fastrnn <p>      fastrnn.functional *_forward / *_backward with precision=p
   torch fp32       torch.nn.LSTM / GRU, out.sum().backward()
   torch autocast   the same module under torch.autocast("cpu", dtype=torch.bfloat16): its
@@ -67,7 +68,7 @@ def rows(fastrnn, torch, precisions, cell_names, shapes, threads, warmup=1, repe
                 fns.update(_torch_fns(torch, p))
             want = fns["fastrnn float32"]()
             errors = {k: _error(f(), want) for k, f in fns.items()}
-            times = harness.measure_interleaved(fns, warmup, repeats, budget)
+            times = harness.measure_groups(fns, warmup, repeats, budget)
             out.append({"cell": cell, "shape": shape.name, "threads": threads, "errors": errors,
                         "ms": {k: t["median_ms"] for k, t in times.items()},
                         "n": min(t["n"] for t in times.values())})

@@ -102,3 +102,19 @@ def test_precision_table_runs_and_validates(tmp_path):
         assert err["fastrnn float32"] == 0 and err["fastrnn bfloat16"] <= 1e-2 and err["fastrnn int8"] <= 3e-2
     assert {r["cell"] for r in doc["step"]} == {"lstm", "gru"}
     assert all(set(r["us"]) == {"float32", "bfloat16", "int8"} for r in doc["step"])
+
+
+def test_measure_groups_never_interleaves_two_frameworks():
+    """Calls in turns within each framework (the name's first word), one framework after
+    another, so no peer's spinning workers overlap fastrnn's calls (benchmarks/harness.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import harness
+    calls = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in
+           ("fastrnn float32", "torch fp32", "fastrnn int8", "ort int8", "torch bf16")}
+    times = harness.measure_groups(fns, warmup=1, repeats=3, budget=10.0)
+    assert set(times) == set(fns) and all(t["n"] == 3 for t in times.values())
+    frameworks = [c.split()[0] for c in calls]
+    changes = sum(a != b for a, b in zip(frameworks, frameworks[1:]))
+    assert changes == 2                       # fastrnn's block, torch's, then ort's
+    assert calls[:8] == ["fastrnn float32", "fastrnn int8"] * 4    # 1 warm-up + 3 rounds
