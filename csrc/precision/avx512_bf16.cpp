@@ -6,14 +6,13 @@
 // latency chain) it agrees with the scalar path to fp32 round-off.
 // See kernels.hpp for why everything here is in an anonymous namespace.
 #include "precision/kernels.hpp"
+#include "precision/row_blocks.hpp"
 
 #include <immintrin.h>
 
 namespace fastrnn {
 namespace lowp {
 namespace {
-
-constexpr int kMR = 8;  // rows per micro-kernel: 16 accumulators of 32
 
 __mmask16 lanes(std::ptrdiff_t n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
@@ -73,36 +72,18 @@ void rows(const Bf16Args& p, std::ptrdiff_t i0) {
 }  // namespace
 
 void bf16_panel_avx512_bf16(const Bf16Args& p) {
-    std::ptrdiff_t i = 0;
-    for (; i + kMR <= p.m; i += kMR) rows<kMR, 1>(p, i);
-    switch (p.m - i) {
-        case 7: rows<7, 1>(p, i); break;
-        case 6: rows<6, 1>(p, i); break;
-        case 5: rows<5, 1>(p, i); break;
-        case 4: rows<4, 1>(p, i); break;
-        case 3: rows<3, 2>(p, i); break;
-        case 2: rows<2, 2>(p, i); break;
-        case 1: rows<1, 4>(p, i); break;
-        default: break;
-    }
+    for_row_blocks<true>(p.m, [&](auto mr, auto ks, std::ptrdiff_t i) {
+        rows<decltype(mr)::value, decltype(ks)::value>(p, i);
+    });
 }
 
 // Every row's sums run over k in one order (KS = 1), whatever the row count:
 // a row gives the same bits in any row block, as the time loops of training
 // need for results that do not depend on the thread count.
 void bf16_panel_avx512_bf16_ordered(const Bf16Args& p) {
-    std::ptrdiff_t i = 0;
-    for (; i + kMR <= p.m; i += kMR) rows<kMR, 1>(p, i);
-    switch (p.m - i) {
-        case 7: rows<7, 1>(p, i); break;
-        case 6: rows<6, 1>(p, i); break;
-        case 5: rows<5, 1>(p, i); break;
-        case 4: rows<4, 1>(p, i); break;
-        case 3: rows<3, 1>(p, i); break;
-        case 2: rows<2, 1>(p, i); break;
-        case 1: rows<1, 1>(p, i); break;
-        default: break;
-    }
+    for_row_blocks<false>(p.m, [&](auto mr, auto ks, std::ptrdiff_t i) {
+        rows<decltype(mr)::value, decltype(ks)::value>(p, i);
+    });
 }
 
 }  // namespace lowp

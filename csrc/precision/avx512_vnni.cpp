@@ -7,14 +7,13 @@
 // K ≤ 65536, which lowp.cpp checks).
 // See kernels.hpp for why everything here is in an anonymous namespace.
 #include "precision/kernels.hpp"
+#include "precision/row_blocks.hpp"
 
 #include <immintrin.h>
 
 namespace fastrnn {
 namespace lowp {
 namespace {
-
-constexpr int kMR = 8;
 
 __mmask16 lanes(std::ptrdiff_t n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
@@ -115,18 +114,9 @@ void s8_panel_pair_avx512_vnni(const S8Args& p, const S8Args& q) {
 }
 
 void s8_panel_avx512_vnni(const S8Args& p) {
-    std::ptrdiff_t i = 0;
-    for (; i + kMR <= p.m; i += kMR) rows<kMR, 1>(p, i);
-    switch (p.m - i) {
-        case 7: rows<7, 1>(p, i); break;
-        case 6: rows<6, 1>(p, i); break;
-        case 5: rows<5, 1>(p, i); break;
-        case 4: rows<4, 1>(p, i); break;
-        case 3: rows<3, 2>(p, i); break;
-        case 2: rows<2, 2>(p, i); break;
-        case 1: rows<1, 4>(p, i); break;
-        default: break;
-    }
+    for_row_blocks<true>(p.m, [&](auto mr, auto ks, std::ptrdiff_t i) {
+        rows<decltype(mr)::value, decltype(ks)::value>(p, i);
+    });
 }
 
 }  // namespace lowp

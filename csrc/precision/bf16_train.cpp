@@ -1,9 +1,8 @@
-// The bf16 GEMMs of training (lowp.hpp; docs/precision.md, "Training"):
-// the time loops' products with one k order per output (gemm_ordered,
-// gemm_units_ordered) and the weight gradients dW = dGᵀ · X over k = T·B
-// rows (gemm_tn), whose operands are rounded to bf16 once per call: X (or
-// h, the recurrent products' inputs) packed as panels of 32 columns, dGᵀ as
-// rows. Threads split (row block, panel) items and never k, so every thread
+// The weight gradients of bf16 training (lowp.hpp; docs/precision.md,
+// "Training"): dW = dGᵀ · X over k = T·B rows (gemm_tn), whose operands are
+// rounded to bf16 once per call: X (or h, the recurrent products' inputs)
+// packed as panels of 32 columns, dGᵀ as rows; then gemm_ordered (lowp.cpp),
+// whose threads split (row block, panel) items and never k, so every thread
 // count gives the same bits.
 #include "precision/lowp.hpp"
 
@@ -11,29 +10,14 @@
 
 #include <algorithm>
 #include <cstring>
-#include <stdexcept>
 
 namespace fastrnn {
 namespace lowp {
 namespace {
 
-constexpr Index kRowBlock = 128;  // rows of A per work item: a multiple of the kernels' 8 rows
 // Columns read from each row of the source per pass (1 KiB of fp32): long
 // contiguous reads; the kTile destination rows they fill stay in L1.
 constexpr Index kTile = 256;
-
-using Bf16Kernel = void (*)(const Bf16Args&);
-
-Bf16Kernel ordered_kernel(Path p) {
-    switch (p) {
-        case Path::scalar: return bf16_panel_scalar;
-#if defined(FASTRNN_LOWP_X86)
-        case Path::avx2: return bf16_panel_avx2;  // one order per row already
-        case Path::avx512_bf16: return bf16_panel_avx512_bf16_ordered;
-#endif
-        default: throw std::invalid_argument(std::string("lowp: ") + path_name(p) + " is not a bf16 path");
-    }
-}
 
 // Rows 2q and 2q + 1 of src (columns [c0, c0 + w)) as bf16 pairs: the low
 // half from row 2q (the even k, as the layouts of kernels.hpp hold it); a row
@@ -81,44 +65,6 @@ void Bf16Rows::prepare_transposed(const float* A, Index lda, Index m, Index K) {
             for (Index i = 0; i < n; ++i) std::memcpy(data_.data() + (i0 + i) * ld_ + 2 * q, pair + i, 4);
         }
     });
-}
-
-namespace {
-
-Bf16Args args(const std::uint16_t* a, Index lda, Index m, const PackedBf16& M, Index p, float* C, Index ldc,
-              bool accumulate) {
-    return {a, lda, m, M.panel(p), M.kp2(), C + M.column(p), ldc, M.width(p), accumulate};
-}
-
-void check_k(Index rows_k, Index packed_k) {
-    if (rows_k != packed_k)
-        throw std::invalid_argument("lowp: activations have " + std::to_string(rows_k) +
-                                    " columns, the packed matrix " + std::to_string(packed_k));
-}
-
-}  // namespace
-
-void gemm_ordered(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path) {
-    check_k(A.K_, M.K());
-    const Bf16Kernel kernel = ordered_kernel(path);
-    const Index m = A.m_, np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
-    if (m == 0) return;
-    parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 32, [&](Index item) {
-        const Index r0 = (item / np) * kRowBlock;
-        kernel(args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, m - r0), M, item % np, C + r0 * ldc,
-                    ldc, accumulate));
-    });
-}
-
-void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc,
-                        bool accumulate, Path path) {
-    check_k(A.K_, M.K());
-    const Bf16Kernel kernel = ordered_kernel(path);
-    for (Index r0 = 0; r0 < A.m_; r0 += kRowBlock)
-        for (Index g = 0; g < M.groups(); ++g)
-            for (Index j = j0; j < j1; ++j)
-                kernel(args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, A.m_ - r0), M,
-                            g * M.per_group() + j, C + r0 * ldc, ldc, accumulate));
 }
 
 void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index n, Index k, bool accumulate,

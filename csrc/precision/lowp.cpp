@@ -70,12 +70,15 @@ constexpr std::initializer_list<Path> kInt8 = {Path::avx512_vnni, Path::avx2, Pa
 using Bf16Kernel = void (*)(const Bf16Args&);
 using S8Kernel = void (*)(const S8Args&);
 
-Bf16Kernel bf16_kernel(Path p) {
+// ordered: every row's sums run over k in one order whatever the row block
+// (training: bits independent of the thread count); the scalar and AVX2
+// kernels always do.
+Bf16Kernel bf16_kernel(Path p, bool ordered = false) {
     switch (p) {
         case Path::scalar: return bf16_panel_scalar;
 #if defined(FASTRNN_LOWP_X86)
         case Path::avx2: return bf16_panel_avx2;
-        case Path::avx512_bf16: return bf16_panel_avx512_bf16;
+        case Path::avx512_bf16: return ordered ? bf16_panel_avx512_bf16_ordered : bf16_panel_avx512_bf16;
 #endif
         default: throw std::invalid_argument(std::string("lowp: ") + path_name(p) + " is not a bf16 path");
     }
@@ -250,6 +253,27 @@ Bf16Args bf16_args(const std::uint16_t* a, Index lda, Index m, const PackedBf16&
     return {a, lda, m, M.panel(p), M.kp2(), C + M.column(p), ldc, M.width(p), accumulate};
 }
 
+void bf16_gemm(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Bf16Kernel kernel) {
+    check_k(A.K(), M.K());
+    const Index m = A.m(), np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
+    if (m == 0) return;
+    parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 32, [&](Index item) {
+        const Index r0 = (item / np) * kRowBlock;
+        kernel(bf16_args(A.row(r0), A.ld(), std::min(kRowBlock, m - r0), M, item % np,
+                         C + r0 * ldc, ldc, accumulate));
+    });
+}
+
+void bf16_gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc,
+                     bool accumulate, Bf16Kernel kernel) {
+    check_k(A.K(), M.K());
+    for (Index r0 = 0; r0 < A.m(); r0 += kRowBlock)
+        for (Index g = 0; g < M.groups(); ++g)
+            for (Index j = j0; j < j1; ++j)
+                kernel(bf16_args(A.row(r0), A.ld(), std::min(kRowBlock, A.m() - r0), M,
+                                 g * M.per_group() + j, C + r0 * ldc, ldc, accumulate));
+}
+
 S8Args s8_args(const std::int8_t* a, Index lda, Index m, const float* row_scale, const PackedS8& M, Index p, float* C,
                Index ldc, bool accumulate) {
     return {a, lda, m, row_scale, M.panel(p), M.kq(), M.col_sum(p), M.col_scale(p), C + M.column(p), ldc,
@@ -259,15 +283,21 @@ S8Args s8_args(const std::int8_t* a, Index lda, Index m, const float* row_scale,
 }  // namespace
 
 void gemm(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path) {
-    check_k(A.K_, M.K());
-    const Bf16Kernel kernel = bf16_kernel(path);
-    const Index m = A.m_, np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
-    if (m == 0) return;
-    parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 32, [&](Index item) {
-        const Index r0 = (item / np) * kRowBlock;
-        kernel(bf16_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, m - r0), M, item % np,
-                         C + r0 * ldc, ldc, accumulate));
-    });
+    bf16_gemm(A, M, C, ldc, accumulate, bf16_kernel(path));
+}
+
+void gemm_ordered(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path) {
+    bf16_gemm(A, M, C, ldc, accumulate, bf16_kernel(path, true));
+}
+
+void gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc, bool accumulate,
+                Path path) {
+    bf16_gemm_units(A, M, j0, j1, C, ldc, accumulate, bf16_kernel(path));
+}
+
+void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc,
+                        bool accumulate, Path path) {
+    bf16_gemm_units(A, M, j0, j1, C, ldc, accumulate, bf16_kernel(path, true));
 }
 
 void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumulate) {
@@ -292,17 +322,6 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
             kernel(args(p0));
         }
     });
-}
-
-void gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc, bool accumulate,
-                Path path) {
-    check_k(A.K_, M.K());
-    const Bf16Kernel kernel = bf16_kernel(path);
-    for (Index r0 = 0; r0 < A.m_; r0 += kRowBlock)
-        for (Index g = 0; g < M.groups(); ++g)
-            for (Index j = j0; j < j1; ++j)
-                kernel(bf16_args(A.data_.data() + r0 * A.ld_, A.ld_, std::min(kRowBlock, A.m_ - r0), M,
-                                 g * M.per_group() + j, C + r0 * ldc, ldc, accumulate));
 }
 
 void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C, Index ldc, bool accumulate) {

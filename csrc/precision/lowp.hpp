@@ -109,12 +109,11 @@ public:
     // Row i = column i of A (K rows, row stride lda): Aᵀ (bf16_train.cpp).
     void prepare_transposed(const float* A, Index lda, Index m, Index K);
     Index m() const { return m_; }
+    Index K() const { return K_; }
+    Index ld() const { return ld_; }  // K rounded up to a pair
+    const std::uint16_t* row(Index i) const { return data_.data() + i * ld_; }
 
 private:
-    friend void gemm_units(const Bf16Rows&, const PackedBf16&, Index, Index, float*, Index, bool, Path);
-    friend void gemm(const Bf16Rows&, const PackedBf16&, float*, Index, bool, Path);
-    friend void gemm_units_ordered(const Bf16Rows&, const PackedBf16&, Index, Index, float*, Index, bool, Path);
-    friend void gemm_ordered(const Bf16Rows&, const PackedBf16&, float*, Index, bool, Path);
     Index m_ = 0, K_ = 0, ld_ = 0;
     Buffer<std::uint16_t> data_;
 };
@@ -152,14 +151,14 @@ void gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, floa
                 Path path);
 void gemm_units(const S8Rows& A, const PackedS8& M, Index j0, Index j1, float* C, Index ldc, bool accumulate);
 
-// bf16 training (bf16_train.cpp, docs/precision.md). gemm and gemm_units with
+// bf16 training (docs/precision.md): gemm and gemm_units with
 // each output's sum in one order whatever rows a call covers (the avx512_bf16
 // path's few-row split sums are not used), so a time loop's results are
 // bit-identical for every thread count, as in fp32.
 void gemm_ordered(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Path path);
 void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1, float* C, Index ldc,
                         bool accumulate, Path path);
-// C(m, n) (=|+=) Aᵀ · B, A (k, m) with row stride lda, B (k, n) and C (m, n)
+// C(m, n) (=|+=) Aᵀ · B (bf16_train.cpp), A (k, m) with row stride lda, B (k, n) and C (m, n)
 // dense: the weight gradients Σ dGᵀ x over k = T·B rows, bf16 operands, fp32
 // sums in a fixed order (threads split rows of C and panels, never k).
 void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index n, Index k, bool accumulate,
