@@ -52,3 +52,8 @@ def numeric_grad(f, a, eps=1e-6):
         a[i] = old
         g[i] = (up - down) / (2 * eps)
     return g
+
+
+def keras_numpy(t):
+    """A Keras output (a torch tensor on the torch backend, or an array) as NumPy."""
+    return np.asarray(t.detach().cpu()) if hasattr(t, "detach") else np.asarray(t)

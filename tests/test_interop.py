@@ -157,12 +157,6 @@ def keras_test(f):
     return pytest.mark.keras(f)
 
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ["KERAS_BACKEND"] = "torch"     # before the first import of keras
-    return pytest.importorskip("keras")
-
-
 KERAS_CELLS = {
     "lstm": ("LSTM", {}),
     "gru": ("GRU", {"reset_after": True}),

@@ -10,12 +10,13 @@ same options. The oracle is the Keras layer itself (KERAS_BACKEND=torch), not nu
 from anywhere: fastrnn's output (the last step, or the sequence with return_sequences) and
 final states must match Keras's within the issue's 5e-5.
 """
-import os
 
 import numpy as np
 import pytest
 
 from fastrnn import from_keras
+
+from _util import keras_numpy as np_
 
 # float32 on both sides, different operation order (Keras sums one bias, fastrnn b_ih + b_hh;
 # other GEMM blocking): ~1e-7 relative per op over at most six steps of O(1) states. The
@@ -89,16 +90,6 @@ CASES = [
      dict(bi="concat", mask=GAPS)),
     ("bi_lstm_return_state", "LSTM", 2, SEQ_2_4_3, {}, dict(bi="concat")),
 ]
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ["KERAS_BACKEND"] = "torch"     # before the first import of keras
-    return pytest.importorskip("keras")
-
-
-def np_(t):
-    return np.asarray(t.detach().cpu()) if hasattr(t, "detach") else np.asarray(t)
 
 
 def returns_state(opts, call):

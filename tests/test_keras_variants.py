@@ -3,12 +3,13 @@ recurrent_dropout (inference), go_backwards, Bidirectional merge modes, masks (p
 gaps) and stateful layers, each against the Keras layer's own outputs and final states
 (KERAS_BACKEND=torch). Masks and merge modes also get finite-difference gradients in
 tests/test_layer_variants.py (no Keras needed there)."""
-import os
 
 import numpy as np
 import pytest
 
 from fastrnn import from_keras
+
+from _util import keras_numpy as np_
 
 B, T, I, H = 3, 6, 4, 5
 # float32 on both sides with a different operation order (Keras adds one combined bias,
@@ -18,16 +19,6 @@ TOL = dict(rtol=5e-5, atol=5e-5)
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")]
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ["KERAS_BACKEND"] = "torch"     # before the first import of keras
-    return pytest.importorskip("keras")
-
-
-def np_(t):
-    return np.asarray(t.detach().cpu()) if hasattr(t, "detach") else np.asarray(t)
 
 
 CELLS = {
