@@ -250,12 +250,18 @@ def run_memory(backends, args, doc):
     doc["memory"] = {"cell": "lstm", "shape": vars(args.memory), "threads": threads, "runs": runs}
 
 
-def run_step(args):
-    """The one-step latency table at each thread count; exit status 1 on a mismatch."""
+def optional_torch():
+    """torch if installed (the peer of the --step/--precision/--variants tables), else None."""
     try:
         import torch
     except ImportError:
-        torch = None
+        return None
+    return torch
+
+
+def run_step(args):
+    """The one-step latency table at each thread count; exit status 1 on a mismatch."""
+    torch = optional_torch()
     load = os.getloadavg()[0]
     rows = []
     for threads in args.threads:
@@ -283,11 +289,7 @@ def mode_meta(args, load):
 
 def run_variants(args):
     """The cell-variant table (docs/variants.md) at each thread count."""
-    try:
-        import torch  # noqa: F401
-        torch_peer = True
-    except ImportError:
-        torch_peer = False
+    torch_peer = optional_torch() is not None
     load = os.getloadavg()[0]
     rows = []
     for threads in args.threads:
@@ -306,10 +308,7 @@ def run_variants(args):
 def run_precision(args):
     """The low-precision table at each thread count; exit status 1 if an engine misses
     its accuracy bound (docs/precision.md)."""
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    torch = optional_torch()
     load = os.getloadavg()[0]
     grid, steps = [], []
     cells = [c for c in args.cells if c in ("lstm", "gru")]

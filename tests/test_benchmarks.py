@@ -104,6 +104,27 @@ def test_precision_table_runs_and_validates(tmp_path):
     assert all(set(r["us"]) == {"float32", "bfloat16", "int8"} for r in doc["step"])
 
 
+def test_variants_table_runs_and_records_its_run(tmp_path):
+    """run.py --variants: one row per variant of each cell, the plain row first at ×1, and
+    the run's date, CPU and load in the JSON (report.py renders them)."""
+    out = tmp_path / "variants.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(fastrnn.__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, str(RUN), "--variants", "--shapes", "none",
+                          "--shape", "tiny=5,2,4,8", "--cells", "gru,rnn", "--threads", "1",
+                          "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr + run.stdout
+    doc = json.loads(out.read_text())
+    assert set(doc["meta"]) >= {"date", "cpu", "threads", "load_average"}
+    rows = {(r["cell"], r["row"]): r for r in doc["variants"]}
+    assert set(rows) == {("gru", n) for n in ("plain", "layer_norm", "recurrent_dropout",
+                                              "zoneout", "leak_rate")} | \
+        {("rnn", n) for n in ("plain", "recurrent_dropout", "zoneout", "leak_rate")}
+    assert rows[("gru", "plain")]["x_plain"] == 1.0 and rows[("rnn", "plain")]["x_plain"] == 1.0
+    for r in rows.values():
+        assert r["median_ms"] > 0 and r["x_plain"] == pytest.approx(
+            r["median_ms"] / rows[(r["cell"], "plain")]["median_ms"])
+
+
 def test_measure_groups_never_interleaves_two_frameworks():
     """Calls in turns within each framework (the name's first word), one framework after
     another, so no peer's spinning workers overlap fastrnn's calls (benchmarks/harness.py)."""
