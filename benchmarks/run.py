@@ -259,17 +259,24 @@ def optional_torch():
     return torch
 
 
-def run_step(args):
-    """The one-step latency table at each thread count; exit status 1 on a mismatch."""
-    torch = optional_torch()
-    load = os.getloadavg()[0]
-    rows = []
+def thread_counts(args, torch):
+    """Each of --threads in turn, with fastrnn's, torch's (if any) and the BLAS/OpenMP
+    libraries' thread counts set to it."""
     for threads in args.threads:
         with machine.thread_limit(threads):
             fastrnn.set_num_threads(threads)
             if torch is not None:
                 torch.set_num_threads(threads)
-            rows += step.step_rows(fastrnn, torch, threads)
+            yield threads
+
+
+def run_step(args):
+    """The one-step latency table at each thread count; exit status 1 on a mismatch."""
+    torch = optional_torch()
+    load = os.getloadavg()[0]
+    rows = []
+    for threads in thread_counts(args, torch):
+        rows += step.step_rows(fastrnn, torch, threads)
     text, ok = step.table(rows)
     print(f"one-step latency · CPU: {machine.cpu_info().get('model', '?')} · load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
@@ -289,14 +296,13 @@ def mode_meta(args, load):
 
 def run_variants(args):
     """The cell-variant table (docs/variants.md) at each thread count."""
-    torch_peer = optional_torch() is not None
+    torch = optional_torch()
     load = os.getloadavg()[0]
     rows = []
-    for threads in args.threads:
-        with machine.thread_limit(threads):
-            for shape in args.shapes:
-                rows += variants.measure(fastrnn.functional, shape, threads, args.cells,
-                                         budget=15.0, torch_peer=torch_peer)
+    for threads in thread_counts(args, torch):
+        for shape in args.shapes:
+            rows += variants.measure(fastrnn.functional, shape, threads, args.cells,
+                                     budget=15.0, torch_peer=torch is not None)
     print(f"cell variants · CPU: {machine.cpu_info().get('model', '?')} · load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); training "
           "step (forward + backward), medians of interleaved calls")
@@ -313,17 +319,12 @@ def run_precision(args):
     grid, steps = [], []
     cells = [c for c in args.cells if c in ("lstm", "gru")]
     training = []
-    for threads in args.threads:
-        with machine.thread_limit(threads):
-            fastrnn.set_num_threads(threads)
-            if torch is not None:
-                torch.set_num_threads(threads)
-            if "inference" in args.modes:
-                grid += precision.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
-                steps += precision.step_rows(fastrnn, args.precision, threads)
-            if "training" in args.modes:
-                training += precision_training.rows(fastrnn, torch, args.precision, cells, args.shapes,
-                                                    threads)
+    for threads in thread_counts(args, torch):
+        if "inference" in args.modes:
+            grid += precision.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
+            steps += precision.step_rows(fastrnn, args.precision, threads)
+        if "training" in args.modes:
+            training += precision_training.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
     print(f"low precision · CPU: {machine.cpu_info().get('model', '?')} · load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); medians of "
           "interleaved calls")
