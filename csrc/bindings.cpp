@@ -84,14 +84,15 @@ Index checked_size(std::initializer_list<Index> dims, const char* name) {
 // threads write them in disjoint unit ranges (common.hpp). They bypass the
 // kernels' block cache: they live on in Python, and blocks they took from the
 // cache would leave it empty for the next call's buffers (a training step of
-// LSTM mid_b32 took 5% longer that way). Allocated with the GIL held, so a
-// failure becomes a MemoryError naming the array.
+// LSTM mid_b32 took 5% longer that way); freed, they go to the array pool
+// (array_pool.cpp). Allocated with the GIL held, so a failure becomes a
+// MemoryError naming the array.
 template <typename S>
 Arr<S> empty(const char* name, std::initializer_list<Index> shape) {
     const std::size_t bytes = static_cast<std::size_t>(std::max<Index>(checked_size(shape, name), 1)) * sizeof(S);
-    void* data = ::operator new(bytes, kLineAlign, std::nothrow);
+    void* data = allocate_array(bytes);
     if (!data) out_of_memory(name, shape, bytes);
-    py::capsule owner(data, [](void* p) { ::operator delete(p, kLineAlign); });
+    py::capsule owner(data, [](void* p) { free_array(p); });
     return Arr<S>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<S*>(data), owner);
 }
 

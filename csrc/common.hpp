@@ -34,6 +34,10 @@ using ConstArrMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 constexpr std::align_val_t kLineAlign{64};
 void* allocate_block(std::size_t bytes);
 void free_block(void* p, std::size_t bytes) noexcept;
+// The arrays the bindings return, 64-byte aligned, from a pool of the blocks
+// of freed arrays (array_pool.cpp); null when out of memory.
+void* allocate_array(std::size_t bytes);
+void free_array(void* data) noexcept;
 
 // Cache-line-aligned, uninitialising allocator: buffers that threads write in disjoint
 // column ranges must not share a line at the range boundaries.
