@@ -5,7 +5,7 @@ batch rows of each step, B = 4 (too few rows) splits the hidden units, and
 the weight-gradient GEMMs span several output tiles. B = 20 splits rows 10/10
 (2 threads) and 7/7/6 (3): with AVX-512 the shares start off the micro-kernel's
 6-row blocks (csrc/time_loop.hpp), so rows sit in blocks of other sizes than on
-one thread. Tolerance: none.
+one thread; one test checks the same against the batch size. Tolerance: none.
 """
 import numpy as np
 import pytest
@@ -52,6 +52,28 @@ def assert_same_for_every_thread_count(compute):
         for i, (g, b) in enumerate(zip(got, base)):
             assert np.array_equal(g, b, equal_nan=True), \
                 f"{n} threads vs 1: array {i} differs by {np.max(np.abs(g - b))}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_bits_do_not_depend_on_the_batch(restore_threads, cell, dtype):
+    """A row's outputs are the same bits whatever rows share its step: the
+    recurrent product splits B rows into micro-kernel blocks of 3–6 rows
+    (7 → 4 + 3, 8 → 4 + 4, 14 → 6 + 4 + 4; csrc/packed_gemm.hpp), and 1 or 2
+    rows take several panels per call, yet every output element is one FMA
+    chain over k in the same order. B = 1 … 16 covers every split."""
+    F.set_num_threads(1)
+    rng = np.random.default_rng(5)
+    T, I, H, G = 4, 12, 40, GATES[cell]
+    x = rng.standard_normal((T, 16, I)).astype(dtype)
+    w_ih = (rng.standard_normal((G * H, I)) / np.sqrt(I)).astype(dtype)
+    w_hh = (rng.standard_normal((G * H, H)) / np.sqrt(H)).astype(dtype)
+    b = (0.1 * rng.standard_normal(G * H)).astype(dtype)
+    fw = getattr(F, f"{cell}_forward")
+    full = fw(x, w_ih, w_hh, b, b, training=False)[0]
+    for B in range(1, 16):
+        got = fw(np.ascontiguousarray(x[:, :B]), w_ih, w_hh, b, b, training=False)[0]
+        assert np.array_equal(got, full[:, :B]), f"B = {B}: max difference {np.max(np.abs(got - full[:, :B]))}"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
