@@ -763,12 +763,17 @@ private:
         if (!state.is_none() && !states_of<S>(state, s0, B, batched, false)) return py::none();
         py::object y, s_new;
         S* yp;
-        if (out.is_none()) {  // y (B, H) and each state (L, B, H), without B unbatched
-            std::vector<py::ssize_t> ys{H}, ss{L, H};
-            if (batched) ys.insert(ys.begin(), B), ss.insert(ss.begin() + 1, B);
-            Arr<S> ya(ys), ha(ss);
-            yp = ya.mutable_data(), sn[0] = ha.mutable_data();
-            y = std::move(ya), s_new = ha;
+        if (out.is_none()) {
+            // y (B, H) and each state (L, B, H), without B unbatched, from
+            // NumPy's allocator, as the Python step's np.empty did.
+            using Shape = std::vector<py::ssize_t>;
+            Arr<S> ya(batched ? Shape{B, H} : Shape{H});
+            const Shape ss = batched ? Shape{L, B, H} : Shape{L, H};
+            Arr<S> ha(ss);
+            yp = ya.mutable_data();
+            sn[0] = ha.mutable_data();
+            y = std::move(ya);
+            s_new = std::move(ha);
             if (NS == 2) {
                 Arr<S> ca(ss);
                 sn[1] = ca.mutable_data();
