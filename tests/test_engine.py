@@ -12,6 +12,7 @@ from fastrnn import GRU, LSTM, SimpleRNN
 pytest.importorskip("fastrnn.functional")
 
 T, B, I, H = 7, 5, 6, 9
+PRECISIONS = ["float32", "bfloat16", "int8"]
 
 
 def make(cls, dtype, seed=0, **kw):
@@ -139,15 +140,16 @@ def test_engine_keeps_input_arrays_and_layer_unchanged():
         np.testing.assert_array_equal(layer.params[k], v)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_one_engine_shared_by_python_threads(n_threads):
+def test_one_engine_shared_by_python_threads(n_threads, precision):
     """Eight Python threads call one engine at once (whole sequences and steps):
     every result is bit-identical to the same call made alone."""
     old = fastrnn.get_num_threads()
     fastrnn.set_num_threads(n_threads)
     try:
         layer = make(LSTM, np.float32, num_layers=2)
-        eng = layer.inference()
+        eng = layer.inference(precision)
         rng = np.random.default_rng(6)
         jobs = [rng.standard_normal((T, B, I)).astype(np.float32) for _ in range(8)]
 
@@ -202,9 +204,6 @@ def test_empty_axes(cls):
     np.testing.assert_array_equal(eng(x, lengths=[0, 0])[0], np.zeros((3, 2, 2 * H), np.float32))
     y, s = make(cls, np.float32, num_layers=2).inference().step(np.zeros((0, I), np.float32))
     assert y.shape == (0, H) and all(a.shape == (2, 0, H) for a in flat(s))
-
-
-PRECISIONS = ["float32", "bfloat16", "int8"]
 
 
 def step_case(cls, precision, unbatched, dtype=np.float32):
