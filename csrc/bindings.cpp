@@ -606,6 +606,14 @@ public:
     bool reverse() const { return reverse_; }
     py::dtype dtype() const { return dtype_; }
     int states() const { return kernels::states(kind_); }
+    // The packed weights in dtype S, or null when the engine has the other dtype.
+    template <typename S>
+    const kernels::LayerEngine<S>* packed() const {
+        if constexpr (std::is_same_v<S, float>)
+            return f32_.get();
+        else
+            return f64_.get();
+    }
 
     // x (T, B, I) -> (out (T, B, H), h_n, c_n or None); outputs given are
     // written in place (never reallocated) and returned.
@@ -672,16 +680,10 @@ private:
 
     template <typename S>
     const kernels::LayerEngine<S>& engine() const {
-        const auto& e = [&]() -> const auto& {
-            if constexpr (std::is_same_v<S, float>)
-                return f32_;
-            else
-                return f64_;
-        }();
-        if (!e)  // the message only on failure: py::str(dtype) runs Python code (about 2 µs a step)
-            throw std::invalid_argument(std::string("fastrnn._core: x must have the engine's dtype ") +
-                                        py::str(dtype_).cast<std::string>());
-        return *e;
+        if (const auto* e = packed<S>()) return *e;
+        // the message only on failure: py::str(dtype) runs Python code (about 2 µs a step)
+        throw std::invalid_argument(std::string("fastrnn._core: x must have the engine's dtype ") +
+                                    py::str(dtype_).cast<std::string>());
     }
 
     CellKind kind_;
@@ -691,6 +693,129 @@ private:
     Index I_ = 0, H_ = 0;
     std::unique_ptr<kernels::LayerEngine<float>> f32_;
     std::unique_ptr<kernels::LayerEngine<double>> f64_;
+};
+
+// The layers of a unidirectional engine advanced one time step together, in
+// one call that releases the GIL once (fastrnn.engine's step()). step() is
+// the fast path of a call whose arguments are already right: x (B, I) or
+// (I,), the state None, h (L, B, H) or (h, c), out None or (y, state), every
+// array of the engine's dtype, C-contiguous (out's writeable). It checks all
+// of that (the checks that protect memory) and returns None when anything
+// differs, building no message: fastrnn.engine then runs its own checks,
+// which name the argument, or normalises the arguments and calls again.
+class EngineStack {
+public:
+    explicit EngineStack(const py::list& layers) {
+        require(!layers.empty(), "EngineStack needs at least one layer");
+        for (const py::handle& l : layers) {
+            const auto& e = l.cast<const EngineLayer&>();
+            const EngineLayer* prev = layers_.empty() ? nullptr : layers_.back();
+            require(!e.reverse(), "step() runs forward directions only");
+            require(!prev || (e.states() == prev->states() && e.hidden_size() == prev->hidden_size() &&
+                              e.input_size() == prev->hidden_size() && !e.packed<float>() == !prev->packed<float>()),
+                    "the layers of an EngineStack must chain: one cell, dtype and hidden size");
+            keep_.push_back(py::reinterpret_borrow<py::object>(l));
+            layers_.push_back(&e);
+        }
+    }
+
+    py::object step(py::handle x, py::handle state, py::handle out) const {
+        return layers_[0]->packed<float>() ? step_as<float>(x, state, out) : step_as<double>(x, state, out);
+    }
+
+private:
+    static bool is_pair(py::handle h) {
+        return (PyTuple_Check(h.ptr()) || PyList_Check(h.ptr())) && PySequence_Fast_GET_SIZE(h.ptr()) == 2;
+    }
+    static py::handle item(py::handle pair, int k) { return PySequence_Fast_GET_ITEM(pair.ptr(), k); }
+
+    // h's data if it is an array of dtype S in C order of shape (L, B, H), or
+    // unbatched (L, H) (L = 0: no leading axis); else null.
+    template <typename S>
+    static S* array_of(py::handle h, Index L, Index B, Index H, bool batched, bool writeable) {
+        if (!Arr<S>::check_(h)) return nullptr;
+        const auto a = py::reinterpret_borrow<py::array>(h);
+        const py::ssize_t n = (L ? 1 : 0) + (batched ? 1 : 0) + 1;
+        if (a.ndim() != n || (L && a.shape(0) != L) || (batched && a.shape(n - 2) != B) || a.shape(n - 1) != H ||
+            (writeable && !a.writeable()))
+            return nullptr;
+        return static_cast<S*>(const_cast<void*>(a.data()));
+    }
+    // p = the arrays of state s (h, then an LSTM's c); false where s is not one.
+    template <typename S>
+    bool states_of(py::handle s, std::array<S*, 2>& p, Index B, bool batched, bool writeable) const {
+        if (states() == 1) return (p[0] = array_of<S>(s, L(), B, H(), batched, writeable)) != nullptr;
+        if (!is_pair(s)) return false;
+        for (int k = 0; k < 2; ++k)
+            if (!(p[k] = array_of<S>(item(s, k), L(), B, H(), batched, writeable))) return false;
+        return true;
+    }
+
+    template <typename S>
+    py::object step_as(py::handle x, py::handle state, py::handle out) const {
+        const Index H = this->H(), L = this->L();
+        const int NS = states();
+        if (!Arr<S>::check_(x)) return py::none();
+        const auto xa = py::reinterpret_borrow<py::array>(x);
+        const bool batched = xa.ndim() == 2;
+        if ((xa.ndim() != 1 && !batched) || xa.shape(xa.ndim() - 1) != layers_[0]->input_size()) return py::none();
+        const Index B = batched ? xa.shape(0) : 1;
+        std::array<S*, 2> s0{}, sn{};
+        if (!state.is_none() && !states_of<S>(state, s0, B, batched, false)) return py::none();
+        py::object y, s_new;
+        S* yp;
+        if (out.is_none()) {
+            // y (B, H) and each state (L, B, H), without B unbatched, from
+            // NumPy's allocator, as the Python step's np.empty did.
+            using Shape = std::vector<py::ssize_t>;
+            Arr<S> ya(batched ? Shape{B, H} : Shape{H});
+            const Shape ss = batched ? Shape{L, B, H} : Shape{L, H};
+            Arr<S> ha(ss);
+            yp = ya.mutable_data();
+            sn[0] = ha.mutable_data();
+            y = std::move(ya);
+            s_new = std::move(ha);
+            if (NS == 2) {
+                Arr<S> ca(ss);
+                sn[1] = ca.mutable_data();
+                s_new = py::make_tuple(std::move(s_new), std::move(ca));
+            }
+        } else {
+            if (!is_pair(out)) return py::none();
+            y = py::reinterpret_borrow<py::object>(item(out, 0));
+            s_new = py::reinterpret_borrow<py::object>(item(out, 1));
+            if (!(yp = array_of<S>(y, 0, B, H, batched, true)) || !states_of<S>(s_new, sn, B, batched, true))
+                return py::none();
+            if (NS == 2 && !PyTuple_Check(s_new.ptr())) s_new = py::tuple(s_new);  // (h, c) as a list
+        }
+        if (state.is_none()) {  // zeros: the new state's arrays, stepped in place
+            for (int k = 0; k < NS; ++k) std::fill_n(sn[k], L * B * H, S(0));
+            s0 = sn;
+        }
+        {
+            py::gil_scoped_release nogil;
+            // Layer i reads layer i-1's new h (its output) and writes its own
+            // output, the next layer's input, straight into its new h. The
+            // kernel gathers h0 and c0 before it writes (core/driver.hpp), so
+            // they may alias h_n and c_n (the in-place out= form).
+            const S* in = static_cast<const S*>(xa.data());
+            for (Index i = 0; i < L; ++i) {
+                const Index at = i * B * H;
+                S* dst = i == L - 1 ? yp : sn[0] + at;
+                layers_[i]->packed<S>()->run(1, B, in, {s0[0] + at, NS == 2 ? s0[1] + at : nullptr}, nullptr, dst,
+                                             {sn[0] + at, NS == 2 ? sn[1] + at : nullptr});
+                in = dst;
+            }
+        }
+        return py::make_tuple(std::move(y), std::move(s_new));
+    }
+
+    Index L() const { return static_cast<Index>(layers_.size()); }
+    Index H() const { return layers_[0]->hidden_size(); }
+    int states() const { return layers_[0]->states(); }
+
+    std::vector<py::object> keep_;  // the EngineLayers, kept alive while this holds their pointers
+    std::vector<const EngineLayer*> layers_;
 };
 
 template <typename S>
@@ -720,6 +845,9 @@ void bind_engine(py::module_& m) {
         .def_property_readonly("states", &EngineLayer::states);
     bind_engine_run<float>(c);
     bind_engine_run<double>(c);
+    py::class_<EngineStack>(m, "EngineStack", "The layers of a unidirectional engine, stepped together")
+        .def(py::init<const py::list&>(), py::arg("layers"))
+        .def("step", &EngineStack::step, py::arg("x"), py::arg("state"), py::arg("out"));
 }
 
 // nn.Dense: x (N, I), w (O, I), b (O) or None -> y (N, O); backward -> dw, db, dx.

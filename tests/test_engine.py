@@ -12,6 +12,7 @@ from fastrnn import GRU, LSTM, SimpleRNN
 pytest.importorskip("fastrnn.functional")
 
 T, B, I, H = 7, 5, 6, 9
+PRECISIONS = ["float32", "bfloat16", "int8"]
 
 
 def make(cls, dtype, seed=0, **kw):
@@ -139,15 +140,16 @@ def test_engine_keeps_input_arrays_and_layer_unchanged():
         np.testing.assert_array_equal(layer.params[k], v)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_one_engine_shared_by_python_threads(n_threads):
+def test_one_engine_shared_by_python_threads(n_threads, precision):
     """Eight Python threads call one engine at once (whole sequences and steps):
     every result is bit-identical to the same call made alone."""
     old = fastrnn.get_num_threads()
     fastrnn.set_num_threads(n_threads)
     try:
         layer = make(LSTM, np.float32, num_layers=2)
-        eng = layer.inference()
+        eng = layer.inference(precision)
         rng = np.random.default_rng(6)
         jobs = [rng.standard_normal((T, B, I)).astype(np.float32) for _ in range(8)]
 
@@ -202,3 +204,101 @@ def test_empty_axes(cls):
     np.testing.assert_array_equal(eng(x, lengths=[0, 0])[0], np.zeros((3, 2, 2 * H), np.float32))
     y, s = make(cls, np.float32, num_layers=2).inference().step(np.zeros((0, I), np.float32))
     assert y.shape == (0, H) and all(a.shape == (2, 0, H) for a in flat(s))
+
+
+def step_case(cls, precision, unbatched, dtype=np.float32):
+    """A 2-layer unidirectional engine, an input step and a state (tuple for an LSTM)."""
+    layer = make(cls, dtype, num_layers=2)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((B, I)).astype(dtype)
+    s = [rng.standard_normal((2, B, H)).astype(dtype) for _ in layer._states]
+    if unbatched:
+        x, s = x[0], [a[:, 0] for a in s]
+    return layer.inference(precision), x, (tuple(s) if len(s) > 1 else s[0])
+
+
+@pytest.mark.parametrize("unbatched", [False, True])
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("cls", [LSTM, GRU, SimpleRNN])
+def test_step_arguments_the_fast_path_declines_give_the_same_results(cls, precision, unbatched):
+    """step() hands arguments that are exactly right to one C++ call and checks and
+    normalises the others (non-contiguous arrays, a list (h, c), a None state) before the
+    same call: the same kernels on the same values, so bit-identical results."""
+    eng, x, s = step_case(cls, precision, unbatched)
+    want_y, want_s = eng.step(x, s)
+    strided = lambda a: np.repeat(a, 2, axis=-1)[..., ::2]       # noqa: E731  same values, not C order
+    assert not strided(x).flags.c_contiguous
+    other_s = [strided(a) for a in flat(s)]
+    got_y, got_s = eng.step(strided(x), other_s if len(other_s) > 1 else other_s[0])
+    assert isinstance(got_s, tuple) == isinstance(s, tuple)
+    np.testing.assert_array_equal(got_y, want_y)
+    for g, w in zip(flat(got_s), flat(want_s)):
+        np.testing.assert_array_equal(g, w)
+    zeros = [np.zeros_like(a) for a in flat(s)]
+    want_y, want_s = eng.step(x, tuple(zeros) if len(zeros) > 1 else zeros[0])
+    bufs = [np.empty_like(want_y)] + [np.empty_like(a) for a in zeros]
+    out = (bufs[0], bufs[1:] if len(zeros) > 1 else bufs[1])   # (h, c) as a list
+    for state in [None] + ([zeros] if len(zeros) > 1 else []):
+        for out_arg in (out, None):
+            for a in bufs:
+                a[...] = np.nan                                    # state None: out's zeroed first
+            got_y, got_s = eng.step(x, state, out=out_arg)
+            np.testing.assert_array_equal(got_y, want_y)
+            assert out_arg is None or (got_y is bufs[0] and all(a is b for a, b in zip(flat(got_s), bufs[1:])))
+            for g, w in zip(flat(got_s), flat(want_s)):
+                np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_step_float64_and_every_precision_in_place(precision):
+    """out=(y, state) with the input state itself, three layers: each layer reads its
+    initial state before it writes the new one (their arrays alias), so the in-place
+    steps equal the allocating ones exactly; float64 for the float32 precision too."""
+    for dtype in (np.float32, np.float64) if precision == "float32" else (np.float32,):
+        layer = make(LSTM, dtype, num_layers=3)
+        eng = layer.inference(precision)
+        x = np.random.default_rng(14).standard_normal((T, B, I)).astype(dtype)
+        s_alloc, s_buf = None, (np.zeros((3, B, H), dtype), np.zeros((3, B, H), dtype))
+        y_buf = np.empty((B, H), dtype)
+        for t in range(T):
+            y_alloc, s_alloc = eng.step(x[t], s_alloc)
+            eng.step(x[t], s_buf, out=(y_buf, s_buf))
+            np.testing.assert_array_equal(y_buf, y_alloc)
+            assert y_alloc.dtype == dtype
+        for a, b in zip(s_buf, s_alloc):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_engine_stack_declines_what_it_cannot_take():
+    """The private C++ step (fastrnn._isa.core.EngineStack) is the second line: called
+    directly with any argument that is not exactly right it runs nothing, writes nothing
+    and returns None (fastrnn.engine then raises with the argument's name); it refuses
+    layers that do not chain."""
+    from fastrnn._isa import core as _core
+    eng, x, s = step_case(LSTM, "float32", False)
+    stack = eng._stack
+    h, c = s
+    y = np.zeros((B, H), np.float32)
+    ro = h.copy()
+    ro.flags.writeable = False
+    bad = [
+        (x.astype(np.float64), s, None), (x[None], s, None), (x[:, :-1], s, None), (x.T.copy(), s, None),
+        (np.repeat(x, 2, axis=1)[:, ::2], s, None), (x.tolist(), s, None), (x[0], s, None),
+        (x, h, None), (x, (h,), None), (x, (h, c[:1]), None), (x, (h, c.astype(np.float64)), None),
+        (x, (h, np.asfortranarray(c)), None), (x, (h, c, c), None),
+        (x, s, y), (x, s, (y, None)), (x, s, (y[:, :-1], (h.copy(), c.copy()))),
+        (x, s, (y, (ro, c.copy()))), (x, s, (y.astype(np.float64), (h.copy(), c.copy()))),
+        (x, None, (y, h.copy())), (x, None, (y[0], (h.copy(), c.copy()))),
+    ]
+    for args in bad:
+        before = [a.copy() for a in (x, h, c, y)]
+        assert stack.step(*args) is None
+        for a, b in zip((x, h, c, y), before):
+            np.testing.assert_array_equal(a, b)
+    assert stack.step(x, s, (y, (h.copy(), c.copy())))[0] is y
+    l0, l1 = eng._layers[0][0], eng._layers[1][0]
+    gru = make(GRU, np.float32).inference()._layers[0][0]
+    backward = make(LSTM, np.float32, bidirectional=True).inference()._layers[0][1]
+    for layers in ([], [l1, l0], [l0, gru], [backward]):     # l0 takes I inputs, l1 H
+        with pytest.raises(ValueError):
+            _core.EngineStack(layers)

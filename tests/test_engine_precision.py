@@ -154,8 +154,8 @@ def test_fallback_paths_agree_with_the_hardware_path(precision, cell):
         np.testing.assert_array_equal(results["avx2"], results["scalar"])
 
 
-@pytest.mark.parametrize("cls, kw", [(LSTM, dict(num_layers=2)), (GRU, dict(reset_after=False)),
-                                     (SimpleRNN, {})], ids=["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cls, kw", [(LSTM, dict(num_layers=2)), (GRU, dict(reset_after=False, num_layers=3)),
+                                     (SimpleRNN, dict(num_layers=2))], ids=["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("precision", LOWP)
 def test_step_equals_call(precision, cls, kw):
     """T steps equal one call to round-off (the float32 engine's contract): a step

@@ -7,7 +7,7 @@ TYPE_CHECKING. Private: use fastrnn.functional and fastrnn.engine.
 Arrays are C-ordered float32 or float64 of one dtype (float64 picks the
 double kernels); lengths int64 (B,).
 """
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -126,6 +126,16 @@ class EngineLayer:
             lengths: Optional[np.ndarray], out: Optional[np.ndarray] = None,
             h_n: Optional[np.ndarray] = None,
             c_n: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]: ...
+
+class EngineStack:
+    """The layers of a unidirectional engine (EngineLayers, first to last), stepped together."""
+    def __init__(self, layers: List[EngineLayer]) -> None: ...
+    def step(self, x: np.ndarray, state: Union[None, np.ndarray, Tuple[np.ndarray, np.ndarray]],
+             out: Optional[Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]]]
+             ) -> Optional[Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]]]:
+        """One time step of every layer in one GIL-released call; None (nothing run) when an
+        argument is not exactly what the fast path takes (fastrnn.engine then checks it)."""
+        ...
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -63,6 +63,9 @@ class InferenceEngine:
         self._layer_name = type(layer).__name__
         self._layers = [[self._pack(layer, i, d) for d in range(self.num_directions)]
                         for i in range(self.num_layers)]
+        # step(): every layer advanced in one C++ call (unidirectional engines only)
+        self._stack = _core.EngineStack([ls[0] for ls in self._layers]) \
+            if self.num_directions == 1 else None
 
     def _pack(self, layer, i, direction):
         names, p = layer._names(i, direction), layer.params
@@ -178,7 +181,21 @@ class InferenceEngine:
         allocates nothing; `state` may be the input state itself (updated in place).
         Stepping T times equals one call on the sequence to round-off.
         """
-        if self.num_directions != 1:
+        # One C++ call for every layer (_core.EngineStack): it checks what protects memory
+        # and returns None, building no message, where an argument needs the checks below
+        # (a wrong one, or one to make C-contiguous first). A step is a few µs of kernel
+        # at small sizes: each µs of Python here would show (docs/engine.md).
+        if self._stack is not None:
+            done = self._stack.step(x_t, state, out)
+            if done is not None:
+                return done
+        checked = self._step_arguments(x_t, state, out)
+        return self._stack.step(*checked)
+
+    def _step_arguments(self, x_t, state, out):
+        """(x_t, state, out) checked, with user-facing messages, and in the form
+        `EngineStack.step` takes: C-contiguous arrays, the state None, an array or a tuple."""
+        if self._stack is None:
             raise ValueError("step() needs a unidirectional engine: the backward direction of a "
                              "bidirectional layer starts from the last time step, so it cannot "
                              "advance one step at a time; call the engine on the whole sequence")
@@ -189,18 +206,15 @@ class InferenceEngine:
             raise ValueError(f"x_t must have rank 2 (B, input_size) or 1 (input_size,) (one "
                              f"time step), got shape {x_t.shape}")
         batched = x_t.ndim == 2
-        B = x_t.shape[0] if batched else 1
         L, H = self.num_layers, self.hidden_size
-        lead = (B,) if batched else ()
+        lead = x_t.shape[:1] if batched else ()
         x_t = self._array("x_t", x_t, lead + (self.input_size,),
                           "(B, input_size)" if batched else "(input_size,)")
         sshape, swhat = (L,) + lead + (H,), "(num_layers, batch, hidden_size)" if batched \
             else "(num_layers, hidden_size)"
-        s0 = self._state("state", state, sshape, swhat)
-        if out is None:
-            y = np.empty(lead + (H,), self.dtype)
-            s_n = [np.empty(sshape, self.dtype) for _ in self.states]
-        else:
+        if state is not None:
+            state = self._pack_states(self._state("state", state, sshape, swhat))
+        if out is not None:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise TypeError("out must be a tuple (y_t, state) of preallocated arrays")
             y = self._array("out[0]", out[0], lead + (H,), "(the shape of y_t)")
@@ -208,14 +222,5 @@ class InferenceEngine:
                 raise ValueError("out[0] must be a writeable C-contiguous array (written in place)")
             if out[1] is None:
                 raise TypeError("out[1] must be the state arrays to write, not None")
-            s_n = self._state("out[1]", out[1], sshape, swhat, writable=True)
-        # (L, B, H) and (1, B, ·) views (every array here is C-contiguous): the per-step cost
-        # is a few µs of Python, which the bf16/int8 steps feel most (docs/precision.md)
-        h0, hn = s0[0].reshape(L, B, H), s_n[0].reshape(L, B, H)
-        c0, cn = (s0[1].reshape(L, B, H), s_n[1].reshape(L, B, H)) if len(s0) > 1 else ((None,) * L,) * 2
-        inp = np.ascontiguousarray(x_t).reshape(1, B, self.input_size)
-        for i, (e,) in enumerate(self._layers):
-            dst = y.reshape(1, B, H) if i == L - 1 else hn[i:i + 1]
-            e.run(inp, h0[i], c0[i], None, dst, hn[i], cn[i])
-            inp = dst
-        return y, self._pack_states(s_n)
+            out = (y, self._pack_states(self._state("out[1]", out[1], sshape, swhat, writable=True)))
+        return np.ascontiguousarray(x_t), state, out
