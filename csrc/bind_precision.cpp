@@ -172,6 +172,26 @@ void bind_precision(py::module_& m) {
           py::arg("path") = py::none(),
           "out (=|+=) a · Mᵀ, a (m, K) float32; path: a name from lowp_paths(), default the selected one.");
 
+    m.def("lowp_gemm_tn",
+          [](const py::handle& a_obj, const py::handle& b_obj, const std::optional<std::string>& path) {
+              const F32 a = f32_matrix(a_obj, "a"), b = f32_matrix(b_obj, "b");
+              if (a.shape(0) != b.shape(0))
+                  throw std::invalid_argument("a and b must have the same number of rows (k), got " +
+                                              std::to_string(a.shape(0)) + " and " + std::to_string(b.shape(0)));
+              const lowp::Path p = path ? lowp::bf16_path_named(*path, "path") : lowp::bf16_path();
+              const Index k = a.shape(0), mm = a.shape(1), n = b.shape(1);
+              F32 c({mm, n}), colsum(mm);
+              float *cp = c.mutable_data(), *sp = colsum.mutable_data();
+              {
+                  py::gil_scoped_release nogil;
+                  lowp::gemm_tn(a.data(), mm, b.data(), cp, mm, n, k, false, p, sp);
+              }
+              return py::make_tuple(c, colsum);
+          },
+          py::arg("a"), py::arg("b"), py::arg("path") = py::none(),
+          "bf16 training's weight-gradient GEMM: (aᵀ · b (m, n), Σ_k a's columns (m,)) for a (k, m) and b "
+          "(k, n) float32; path: a bf16 path name, default the selected one.");
+
     m.def("lowp_quantise_rows",
           [](const py::handle& a_obj, int terms) {
               const F32 a = f32_matrix(a_obj, "a");

@@ -101,14 +101,14 @@ private:
 template <typename S, typename W = NativeFormat<S>>
 void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sch, const S* dG,
                     Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx,
-                    const typename W::Config& cfg = {}) {
+                    const typename W::Config& cfg = {}, typename W::GradRows* shared = nullptr) {
     const Index B = d.B, I = d.I, steps = sch.steps();
     S* dw = dw_ih + g0 * I;
     typename W::Matrix wt;  // dx = dG · W_ih[g0:g0+cols] = dG · (W_ih[g0:g0+cols]ᵀ)ᵀ
     W::pack_t(wt, cfg, w_ih + g0 * I, I, cols, I);
     typename W::Rows prepared;  // dG rows in W's activation format
     if (sch.identity()) {
-        W::gemm_tn(cfg, dG, ldg, x, dw, cols, I, steps * B, false);
+        W::gemm_tn(cfg, dG, ldg, x, dw, cols, I, steps * B, false, nullptr, shared);
         W::gemm(prepared, dG, ldg, steps * B, wt, dx, I, accumulate_dx);
         return;
     }

@@ -5,7 +5,8 @@ fp32 sums; gate math, states, caches and gradients stay fp32. Checked here: ever
 gradient within the issue's 3e-2 relative (Frobenius) of the fp32 gradient on the
 DESIGN §5 grid shapes (full size: one layer-direction's step takes well under a second),
 on every bf16 kernel path this CPU runs; the hardware path against the emulated one;
-bit-identical results for every thread count; the layer API and the training toolkit.
+bit-identical results for every thread count; the weight-gradient GEMM and its bias sums
+against the NumPy model; the layer API and the training toolkit.
 """
 import json
 import os
@@ -21,6 +22,7 @@ import fastrnn
 
 F = pytest.importorskip("fastrnn.functional")
 from fastrnn._isa import core  # noqa: E402  (the kernel module: its private path= argument)
+from fastrnn import _lowp_reference as ref  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # DESIGN §5 grid (T, B, I, H).
@@ -129,6 +131,44 @@ def test_avx2_equals_scalar_bit_for_bit(cell):
     a, s = run(cell, shape, "bfloat16", "avx2"), run(cell, shape, "bfloat16", "scalar")
     for name in a:
         assert np.array_equal(a[name], s[name]), name
+
+
+# (k, m, n) of the weight-gradient GEMM aᵀ·b, a (k, m): full 16 × 16 blocks of its transposing
+# pass with a tail of columns (m = 84) and of pairs of k (k = 1001: 500 pairs, 4 past the
+# blocks, and an odd last row), blocks only, and k too short for any block.
+TN_SHAPES = [(1001, 84, 37), (64, 32, 40), (7, 3, 2)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", TN_SHAPES)
+def test_weight_gradient_gemm_and_bias_sums(path, shape):
+    """bf16 training's dW GEMM (lowp::gemm_tn) against the NumPy model of bf16 operands with
+    fp32 sums (_lowp_reference.bf16_gemm): exactly on the fallbacks, which sum in the model's
+    order; avx512_bf16 within the bound of test_lowp's hardware test (the same products
+    summed in another order: at most 2·k·2⁻²⁴ of Σ|terms| apart). A misplaced or unrounded
+    operand would miss by far more. The bias sums from the same pass are Σ_k in k order:
+    exactly NumPy's fp32 cumsum (sequential) at its last row."""
+    k, m, n = shape
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((k, m)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    c, colsum = core.lowp_gemm_tn(a, b, path=path)
+    model = ref.bf16_gemm(np.ascontiguousarray(a.T), np.ascontiguousarray(b.T))
+    if path == "avx512_bf16":
+        terms = np.abs(ref.to_bf16(a.T)).astype(np.float64) @ np.abs(ref.to_bf16(b.T)).astype(np.float64).T
+        assert np.all(np.abs(c.astype(np.float64) - model) <= 2.1 * k * 2.0**-24 * terms)
+    else:
+        np.testing.assert_array_equal(c, model)
+    np.testing.assert_array_equal(colsum, np.cumsum(a, axis=0, dtype=np.float32)[-1])
+
+
+def test_weight_gradient_gemm_bad_inputs():
+    a = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match="same number of rows"):
+        core.lowp_gemm_tn(a, np.zeros((4, 2), np.float32))
+    with pytest.raises(TypeError, match="b must be float32"):
+        core.lowp_gemm_tn(a, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="path"):
+        core.lowp_gemm_tn(a, a, path="avx512_vnni")
 
 
 @pytest.fixture

@@ -431,6 +431,7 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     for (int k = 0; k < NS; ++k) sch.scatter(ds[k], g.dstate0(k), width(k));
     if (projects) W::gemm_tn(cfg, dhs.data(), R, cache.ms, g.dw_hr, R, H, rows, false);  // dW_hr = Σ dhᵀ m
     Buffer<S> tmp, masked(opt.rmask ? rows * H : 0);
+    typename W::GradRows shared;  // dG as the format prepared it for dW_hh, for dW_ih
     // db_hh = Σ dG from dW_hh's pass over dG, where the format's dW GEMM sums it
     const bool fused_db = W::kFusedColumnSum && !opt.rmask && !opt.ln_gain;
     for (std::size_t k = 0; k < NP; ++k) {
@@ -439,7 +440,7 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
         if (!opt.rmask) {
             W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false,
-                       fused_db ? g.db_hh + pr.gate0 * H : nullptr);
+                       fused_db ? g.db_hh + pr.gate0 * H : nullptr, &shared);
             continue;
         }
         for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)
@@ -455,7 +456,8 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     } else {
         std::size_t i = 0;
         for (const InputGrad<S>& in : Cell::input_grads(dG.data(), scratch.data(), H, GH)) {
-            input_backward<S, W>(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0, cfg);
+            input_backward<S, W>(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0, cfg,
+                                 &shared);
             if (in.dg == dG.data() + in.g0)  // b_ih sees what b_hh sees
                 std::copy_n(g.db_hh + in.g0, in.cols, g.db_ih + in.g0);
             else

@@ -15,10 +15,12 @@
 //   units(j0, j1, H)                           the hidden units those panels cover
 // and, for the backward driver (formats training runs in: native, bf16):
 //   pack_t(M, cfg, src, N, K, ld)              M (N, K) = src (K, N)ᵀ, row stride ld
-//   gemm_tn(cfg, A, lda, B, C, m, n, k, acc, colsum)
+//   gemm_tn(cfg, A, lda, B, C, m, n, k, acc, colsum, shared)
 //                                              C (m, n) (=|+=) Aᵀ · B (weight gradients);
 //                                              colsum (m) = Σ_k A's columns from the same
-//                                              pass where kFusedColumnSum, else null
+//                                              pass where kFusedColumnSum, else null;
+//                                              shared (a GradRows, or null): what one call
+//                                              prepared of A, for the next that reads A
 #pragma once
 
 #include "../grad_gemm.hpp"
@@ -50,8 +52,9 @@ struct NativeFormat {
         M.pack(src, 1, N, K, ld, true);
     }
     static constexpr bool kFusedColumnSum = true;
+    struct GradRows {};  // A is read in place
     static void gemm_tn(const Config&, const S* A, Index lda, const S* B, S* C, Index m, Index n, Index k,
-                        bool acc, S* colsum = nullptr) {
+                        bool acc, S* colsum = nullptr, GradRows* = nullptr) {
         fastrnn::gemm_tn(A, B, C, m, n, k, acc, lda, colsum);
     }
 };
@@ -134,10 +137,24 @@ struct Bf16TrainFormat {
         rows.prepare(A, lda, m, M.m.K());
         lowp::gemm_units_ordered(rows, M.m, j0, j1, C, ldc, acc, M.path);
     }
-    static constexpr bool kFusedColumnSum = false;  // the driver sums the bias gradient itself
+    static constexpr bool kFusedColumnSum = true;  // from the pass that rounds A
+    // A's first m columns rounded to bf16 as rows (Aᵀ), kept by the caller
+    // between the weight-gradient GEMMs that read them: dW_hh's and dW_ih's
+    // read the same dG (an LSTM's, a GRU's first two gates), rounded once.
+    struct GradRows {
+        const float* A = nullptr;
+        Index lda = 0, k = 0;
+        lowp::Bf16Rows rows;
+    };
     static void gemm_tn(lowp::Path path, const float* A, Index lda, const float* B, float* C, Index m, Index n,
-                        Index k, bool acc, float* /*colsum: never asked for*/ = nullptr) {
-        lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path);
+                        Index k, bool acc, float* colsum = nullptr, GradRows* shared = nullptr) {
+        if (!shared || k == 0 || m == 0) return lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path, colsum);
+        if (shared->A != A || shared->lda != lda || shared->k != k || shared->rows.m() < m || colsum) {
+            *shared = {A, lda, k, {}};
+            shared->rows.prepare_transposed(A, lda, m, k, colsum);
+        }
+        shared->rows.keep_rows(m);
+        lowp::gemm_tn(shared->rows, B, C, n, acc, path);
     }
     static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }
 };

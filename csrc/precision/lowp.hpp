@@ -106,8 +106,11 @@ private:
 class Bf16Rows {
 public:
     void prepare(const float* A, Index lda, Index m, Index K);
-    // Row i = column i of A (K rows, row stride lda): Aᵀ (bf16_train.cpp).
-    void prepare_transposed(const float* A, Index lda, Index m, Index K);
+    // Row i = column i of A (K rows, row stride lda): Aᵀ (bf16_train.cpp);
+    // colsum (m) = Σ_k A's columns in k order from the same pass, or null.
+    void prepare_transposed(const float* A, Index lda, Index m, Index K, float* colsum = nullptr);
+    // Keeps the first m rows (a GEMM over a prefix of prepared rows).
+    void keep_rows(Index m) { m_ = std::min(m_, m); }
     Index m() const { return m_; }
     Index K() const { return K_; }
     Index ld() const { return ld_; }  // K rounded up to a pair
@@ -160,9 +163,13 @@ void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index 
                         bool accumulate, Path path);
 // C(m, n) (=|+=) Aᵀ · B (bf16_train.cpp), A (k, m) with row stride lda, B (k, n) and C (m, n)
 // dense: the weight gradients Σ dGᵀ x over k = T·B rows, bf16 operands, fp32
-// sums in a fixed order (threads split rows of C and panels, never k).
+// sums in a fixed order (threads split rows of C and panels, never k);
+// colsum (m) or null: Σ over k of A's columns (a bias gradient), fp32, in k
+// order as column_sum, from the pass that rounds A.
 void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index n, Index k, bool accumulate,
-             Path path);
+             Path path, float* colsum = nullptr);
+// The same with Aᵀ already rounded (At = Bf16Rows::prepare_transposed of A).
+void gemm_tn(const Bf16Rows& At, const float* B, float* C, Index n, bool accumulate, Path path);
 
 // The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.
 inline std::pair<Index, Index> unit_range(Index j0, Index j1, Index H) {
