@@ -20,7 +20,7 @@
 //                                              colsum (m) = Σ_k A's columns from the same
 //                                              pass where kFusedColumnSum, else null;
 //                                              shared (a GradRows, or null): what one call
-//                                              prepared of A, for the next that reads A
+//                                              prepared of A and B, for the next that reads them
 #pragma once
 
 #include "../grad_gemm.hpp"
@@ -138,23 +138,31 @@ struct Bf16TrainFormat {
         lowp::gemm_units_ordered(rows, M.m, j0, j1, C, ldc, acc, M.path);
     }
     static constexpr bool kFusedColumnSum = true;  // from the pass that rounds A
-    // A's first m columns rounded to bf16 as rows (Aᵀ), kept by the caller
-    // between the weight-gradient GEMMs that read them: dW_hh's and dW_ih's
-    // read the same dG (an LSTM's, a GRU's first two gates), rounded once.
+    // The operands of the last weight-gradient GEMM in bf16, kept by the
+    // caller for the next: dW_hh's and dW_ih's read the same dG (an LSTM's, a
+    // GRU's first two gates), a GRU's two dW_ih products the same x; each is
+    // rounded once. rows: A's first columns as rows (Aᵀ); packed: B's panels.
     struct GradRows {
-        const float* A = nullptr;
-        Index lda = 0, k = 0;
+        const float *A = nullptr, *B = nullptr;
+        Index lda = 0, k = 0, n = 0;
         lowp::Bf16Rows rows;
+        lowp::PackedBf16 packed;
     };
     static void gemm_tn(lowp::Path path, const float* A, Index lda, const float* B, float* C, Index m, Index n,
                         Index k, bool acc, float* colsum = nullptr, GradRows* shared = nullptr) {
-        if (!shared || k == 0 || m == 0) return lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path, colsum);
-        if (shared->A != A || shared->lda != lda || shared->k != k || shared->rows.m() < m || colsum) {
-            *shared = {A, lda, k, {}};
-            shared->rows.prepare_transposed(A, lda, m, k, colsum);
+        if (!shared || k == 0 || m == 0 || n == 0) return lowp::gemm_tn(A, lda, B, C, m, n, k, acc, path, colsum);
+        GradRows& g = *shared;
+        if (g.A != A || g.lda != lda || g.k != k || g.rows.m() < m || colsum) {
+            g.rows.prepare_transposed(A, lda, m, k, colsum);
+            g.A = A, g.lda = lda;
         }
-        shared->rows.keep_rows(m);
-        lowp::gemm_tn(shared->rows, B, C, n, acc, path);
+        if (g.B != B || g.n != n || g.k != k) {
+            g.packed.pack_kn(B, n, k, n);
+            g.B = B, g.n = n;
+        }
+        g.k = k;
+        g.rows.keep_rows(m);
+        lowp::gemm_ordered(g.rows, g.packed, C, n, acc, path);
     }
     static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }
 };

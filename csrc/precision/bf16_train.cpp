@@ -171,14 +171,9 @@ void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index
     }
     Bf16Rows a;
     a.prepare_transposed(A, lda, m, k, colsum);
-    gemm_tn(a, B, C, n, accumulate, path);
-}
-
-void gemm_tn(const Bf16Rows& At, const float* B, float* C, Index n, bool accumulate, Path path) {
-    if (At.m() == 0 || n == 0) return;
     PackedBf16 b;
-    b.pack_kn(B, n, At.K(), n);
-    gemm_ordered(At, b, C, n, accumulate, path);
+    b.pack_kn(B, n, k, n);
+    gemm_ordered(a, b, C, n, accumulate, path);
 }
 
 }  // namespace lowp

@@ -168,8 +168,6 @@ void gemm_units_ordered(const Bf16Rows& A, const PackedBf16& M, Index j0, Index 
 // order as column_sum, from the pass that rounds A.
 void gemm_tn(const float* A, Index lda, const float* B, float* C, Index m, Index n, Index k, bool accumulate,
              Path path, float* colsum = nullptr);
-// The same with Aᵀ already rounded (At = Bf16Rows::prepare_transposed of A).
-void gemm_tn(const Bf16Rows& At, const float* B, float* C, Index n, bool accumulate, Path path);
 
 // The hidden units [u0, u0 + len) that unit panels [j0, j1) cover.
 inline std::pair<Index, Index> unit_range(Index j0, Index j1, Index H) {
