@@ -46,6 +46,7 @@ void rows(const Bf16Args& p, std::ptrdiff_t i0) {
         for (int i = 0; i < MR; ++i) c0[s][i] = c1[s][i] = _mm512_setzero_ps();
     const std::ptrdiff_t pairs = p.kp2 / 2;
     const std::uint16_t* a = p.a + i0 * p.lda;
+    prefetch_out<MR>(p.c + i0 * p.ldc, p.ldc, p.cold_c);
     std::ptrdiff_t q = 0;
     auto step = [&](int s, std::ptrdiff_t k) {
         const __m512bh w0 = (__m512bh)_mm512_load_si512(p.panel + k * 2 * kNR);

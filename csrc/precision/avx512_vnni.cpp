@@ -37,6 +37,7 @@ void rows(const S8Args& p, std::ptrdiff_t i0) {
         for (int i = 0; i < MR; ++i) c0[s][i] = c1[s][i] = _mm512_setzero_si512();
     const std::ptrdiff_t quads = p.kq / 4;
     const std::int8_t* a = p.a + i0 * p.lda;
+    prefetch_out<MR>(p.c + i0 * p.ldc, p.ldc, p.cold_c);
     std::ptrdiff_t q = 0;
     auto step = [&](int s, std::ptrdiff_t k) {
         const __m512i w0 = _mm512_load_si512(p.panel + k * 4 * kNR);
@@ -74,6 +75,8 @@ void rows2(const S8Args& p, const S8Args& q, std::ptrdiff_t i0) {
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < 4; ++j) c[i][j] = _mm512_setzero_si512();
     const std::int8_t* a = p.a + i0 * p.lda;
+    prefetch_out<MR>(p.c + i0 * p.ldc, p.ldc, p.cold_c);
+    prefetch_out<MR>(q.c + i0 * q.ldc, q.ldc, q.cold_c);
     for (std::ptrdiff_t k = 0; k < p.kq / 4; ++k) {
         const __m512i w0 = _mm512_load_si512(p.panel + k * 4 * kNR);
         const __m512i w1 = _mm512_load_si512(p.panel + k * 4 * kNR + 64);

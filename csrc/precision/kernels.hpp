@@ -36,6 +36,7 @@ struct Bf16Args {
     float* c;
     std::ptrdiff_t ldc, cols;
     bool accumulate;
+    bool cold_c = false;  // C larger than L2: ask for a block's output lines before its k loop
 };
 
 struct S8Args {
@@ -49,6 +50,7 @@ struct S8Args {
     float* c;
     std::ptrdiff_t ldc, cols;
     bool accumulate;
+    bool cold_c = false;  // as Bf16Args::cold_c
 };
 
 void bf16_panel_scalar(const Bf16Args& p);

@@ -248,19 +248,23 @@ void check_k(Index rows_k, Index packed_k) {
                                     " columns, the packed matrix " + std::to_string(packed_k));
 }
 
+// C (m, ldc) larger than L2, so that its lines are out of cache when a kernel stores them.
+bool cold(Index m, Index ldc) { return m * ldc * Index(sizeof(float)) > (Index(1) << 20); }
+
 Bf16Args bf16_args(const std::uint16_t* a, Index lda, Index m, const PackedBf16& M, Index p, float* C, Index ldc,
-                   bool accumulate) {
-    return {a, lda, m, M.panel(p), M.kp2(), C + M.column(p), ldc, M.width(p), accumulate};
+                   bool accumulate, bool cold_c = false) {
+    return {a, lda, m, M.panel(p), M.kp2(), C + M.column(p), ldc, M.width(p), accumulate, cold_c};
 }
 
 void bf16_gemm(const Bf16Rows& A, const PackedBf16& M, float* C, Index ldc, bool accumulate, Bf16Kernel kernel) {
     check_k(A.K(), M.K());
     const Index m = A.m(), np = M.panels(), nb = (m + kRowBlock - 1) / kRowBlock;
     if (m == 0) return;
+    const bool cold_c = cold(m, ldc);
     parallel_rows(nb * np, std::min(m, kRowBlock) * M.K() * kNR / 32, [&](Index item) {
         const Index r0 = (item / np) * kRowBlock;
         kernel(bf16_args(A.row(r0), A.ld(), std::min(kRowBlock, m - r0), M, item % np,
-                         C + r0 * ldc, ldc, accumulate));
+                         C + r0 * ldc, ldc, accumulate, cold_c));
     });
 }
 
@@ -275,9 +279,9 @@ void bf16_gemm_units(const Bf16Rows& A, const PackedBf16& M, Index j0, Index j1,
 }
 
 S8Args s8_args(const std::int8_t* a, Index lda, Index m, const float* row_scale, const PackedS8& M, Index p, float* C,
-               Index ldc, bool accumulate) {
+               Index ldc, bool accumulate, bool cold_c = false) {
     return {a, lda, m, row_scale, M.panel(p), M.kq(), M.col_sum(p), M.col_scale(p), C + M.column(p), ldc,
-            M.width(p), accumulate};
+            M.width(p), accumulate, cold_c};
 }
 
 }  // namespace
@@ -309,12 +313,13 @@ void gemm(const S8Rows& A, const PackedS8& M, float* C, Index ldc, bool accumula
     // the input projections, side by side; docs/precision.md). Same sums in any grouping.
     const bool pairs = A.path_ == Path::avx512_vnni && m > 1;
     const Index per = pairs ? 2 : 1, items = (np + per - 1) / per;
+    const bool cold_c = cold(m, ldc);
     parallel_rows(nb * items, per * A.terms_ * std::min(m, kRowBlock) * M.K() * kNR / 64, [&](Index item) {
         const Index r0 = (item / items) * kRowBlock, p0 = (item % items) * per;
         for (int t = 0; t < A.terms_; ++t) {  // term 1 adds onto term 0, on the same thread
             auto args = [&](Index p) {
                 return s8_args(A.row(r0, t), A.ld_, std::min(kRowBlock, m - r0), A.scale_.data() + t * m + r0, M,
-                               p, C + r0 * ldc, ldc, accumulate || t > 0);
+                               p, C + r0 * ldc, ldc, accumulate || t > 0, cold_c);
             };
 #if defined(FASTRNN_LOWP_X86)
             if (pairs && p0 + 1 < np) { s8_panel_pair_avx512_vnni(args(p0), args(p0 + 1)); continue; }
