@@ -68,9 +68,10 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
 // Oversubscribed cores. A team that meets at a barrier every step (the unit
 // split) stalls at every step one of its members is descheduled, so when the
 // cores are busy with other processes it runs many times slower than one
-// thread. Such a team's calling thread times it (BarrierTeamClock); when it
-// was on the CPU for less than 2/3 of the team's wall time, barrier teams run
-// as one thread for the next second, then are tried again. Results do not
+// thread. Such a team's calling thread times it (BarrierTeamClock); when the
+// calling threads were on the CPU for less than 2/3 of the wall time of the
+// last 20 ms of such teams, barrier teams run as one thread for the next
+// second, then are tried again. Results do not
 // depend on the thread count, so this changes no bits.
 bool barrier_teams_contended();
 void report_barrier_team(double wall_seconds, double cpu_seconds);

@@ -258,6 +258,15 @@ void set_num_threads(int n) { g_threads.store(std::clamp(n, 1, kMaxThreads), std
 namespace {
 // Until when (steady clock, ns) barrier teams run as one thread (parallel.hpp).
 std::atomic<std::int64_t> g_contended_until{0};
+// The barrier teams' wall time and their calling threads' CPU time (ns) since
+// the last verdict.
+std::atomic<std::int64_t> g_window_wall{0}, g_window_cpu{0};
+// A verdict comes after this much team wall time, not team by team: one
+// preemption of a team member (a 60 µs step that took 1.6 ms, its caller on
+// the CPU for 0.2 ms of it, seen about once a second on these VMs) must not
+// run every barrier team on one thread for the next second, while a core that
+// another process keeps busy shows in most teams of the window.
+constexpr std::int64_t kWindowNs = 20'000'000;
 std::int64_t steady_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -267,9 +276,14 @@ std::int64_t steady_ns() {
 bool barrier_teams_contended() { return steady_ns() < g_contended_until.load(std::memory_order_relaxed); }
 
 void report_barrier_team(double wall, double cpu) {
-    // Under 1 ms the clocks' granularity and the team's wake-up dominate.
-    if (wall >= 1e-3 && cpu < wall * (2.0 / 3.0))
-        g_contended_until.store(steady_ns() + 1'000'000'000, std::memory_order_relaxed);
+    const auto wall_ns = static_cast<std::int64_t>(wall * 1e9), cpu_ns = static_cast<std::int64_t>(cpu * 1e9);
+    g_window_cpu.fetch_add(cpu_ns, std::memory_order_relaxed);
+    if (g_window_wall.fetch_add(wall_ns, std::memory_order_relaxed) + wall_ns < kWindowNs) return;
+    // The thread that closes the window takes the sums; a team reported at the
+    // same moment by another thread counts in this window or the next.
+    const std::int64_t w = g_window_wall.exchange(0, std::memory_order_relaxed);
+    const std::int64_t c = g_window_cpu.exchange(0, std::memory_order_relaxed);
+    if (w >= kWindowNs && 3 * c < 2 * w) g_contended_until.store(steady_ns() + 1'000'000'000, std::memory_order_relaxed);
 }
 
 double BarrierTeamClock::thread_cpu_seconds() {
