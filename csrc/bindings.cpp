@@ -984,6 +984,10 @@ PYBIND11_MODULE(FASTRNN_MODULE, m) {
         set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &num_threads);
+    // The busy-core verdict (parallel.hpp), for tests: report a barrier team's
+    // wall and calling-thread CPU seconds; whether barrier teams run as one thread.
+    m.def("_report_barrier_team", &report_barrier_team, py::arg("wall"), py::arg("cpu"));
+    m.def("_barrier_teams_contended", &barrier_teams_contended);
     m.def("build_config", &build_config);
     bind_precision(m);
 }

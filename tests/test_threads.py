@@ -188,3 +188,32 @@ def test_results_do_not_depend_on_stale_buffers(threads, dtype, n):
             if dtype == np.float64:
                 for a, b in zip(first, _forward_backward(R, cell, args, d_out, lengths)):
                     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())
+
+
+def _quiet_verdict(core):
+    """Closes any open window with a team wholly on the CPU, then waits out a verdict
+    that earlier tests' real teams may have left (it lasts one second)."""
+    core._report_barrier_team(0.02, 0.02)
+    if core._barrier_teams_contended():
+        time.sleep(1.05)
+    assert not core._barrier_teams_contended()
+
+
+def test_busy_core_verdict_needs_a_window_not_one_preempted_team():
+    # Barrier teams go to one thread when their calling threads were off the CPU for over a
+    # third of 20 ms of team time (csrc/threads.cpp). One preempted step (1.6 ms of wall time,
+    # 0.2 ms on the CPU, as seen on these VMs) among ordinary ones must not trip it; the
+    # verdict taken team by team did, and sent a second of steps to one thread.
+    from fastrnn._isa import core
+    _quiet_verdict(core)
+    core._report_barrier_team(0.0016, 0.0002)
+    assert not core._barrier_teams_contended()  # the window is still open
+    for _ in range(31):  # 18.6 ms of teams on the CPU: the window closes at 20.2 ms, 93% on CPU
+        core._report_barrier_team(0.0006, 0.0006)
+    assert not core._barrier_teams_contended()
+    # A core kept busy by another process shows in every team: 20% on the CPU.
+    for _ in range(25):
+        core._report_barrier_team(0.001, 0.0002)
+    assert core._barrier_teams_contended()
+    time.sleep(1.05)  # later tests get their barrier teams back
+    assert not core._barrier_teams_contended()
