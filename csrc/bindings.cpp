@@ -943,6 +943,13 @@ py::dict build_config() {
 #else
     c["thread_pool"] = true;
 #endif
+    // Reuse of freed kernel buffers and returned arrays (block_cache.cpp, array_pool.cpp):
+    // compiled out by FASTRNN_BLOCK_CACHE=OFF and in sanitizer builds.
+#ifdef FASTRNN_NO_BLOCK_CACHE
+    c["block_cache"] = false;
+#else
+    c["block_cache"] = true;
+#endif
     return c;
 }
 

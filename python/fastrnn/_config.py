@@ -21,6 +21,7 @@ def config():
         "cpu_features": None if sel.features is None else list(sel.features),
         "openmp": built["openmp"],
         "thread_pool": built.get("thread_pool", built["openmp"]),
+        "block_cache": built["block_cache"],
         "threads": core.get_num_threads(),
         "eigen_version": built["eigen_version"],
         "eigen_simd": built["eigen_simd"],
