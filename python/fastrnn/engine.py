@@ -189,8 +189,11 @@ class InferenceEngine:
             done = self._stack.step(x_t, state, out)
             if done is not None:
                 return done
-        checked = self._step_arguments(x_t, state, out)
-        return self._stack.step(*checked)
+        checked = self._step_arguments(x_t, state, out)  # raises first on a bidirectional engine
+        done = self._stack.step(*checked)
+        if done is None:  # the checks above pass only what EngineStack.step takes
+            raise RuntimeError("fastrnn: internal error: the checked step arguments were declined")
+        return done
 
     def _step_arguments(self, x_t, state, out):
         """(x_t, state, out) checked, with user-facing messages, and in the form
