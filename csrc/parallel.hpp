@@ -71,8 +71,8 @@ inline void parallel_rows(Index n, Index work_per_row, F&& f) {
 // thread. Such a team's calling thread times it (BarrierTeamClock); when the
 // calling threads were on the CPU for less than 2/3 of the wall time of the
 // last 20 ms of such teams, barrier teams run as one thread for the next
-// second, then are tried again. Results do not
-// depend on the thread count, so this changes no bits.
+// second, then are tried again. Results do not depend on the thread count, so
+// this changes no bits.
 bool barrier_teams_contended();
 void report_barrier_team(double wall_seconds, double cpu_seconds);
 
