@@ -20,10 +20,29 @@
 #include "parallel.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace fastrnn {
 
+// One output of a weight-gradient GEMM over a shared A: C (m, n) (=|+=) Aᵀ · B,
+// B (k, n) and C dense. Several outputs of one A (dW_hh and dW_ih both read
+// dG) run as one pass over A.
+template <typename S>
+struct TnOutput {
+    const S* B;
+    S* C;
+    Index n;
+};
+
 namespace grad_gemm {
+
+constexpr int kMaxOutputs = 2;
+
+template <typename S>
+struct TnOutputs {
+    TnOutput<S> out[kMaxOutputs];
+    int count;
+};
 
 template <typename S>
 struct Shape {
@@ -70,14 +89,18 @@ inline void pack(const S* row, Index len, Index blocks, Index kc, S* dst) {
         for (int c = 0; c < W; ++c) dst[full * kc * W + c] = full * W + c < len ? row[full * W + c] : S(0);
 }
 
-// Rows [i0, i1) of C (a multiple of MR from i0, but for the last strip),
-// every column, over k blocks of kc; colsum (i1 − i0 values) or null.
+// Rows [i0, i1) of every output's C (a multiple of MR from i0, but for the
+// last strip), every column, over k blocks of kc; colsum (i1 − i0 values) or
+// null. The outputs' B panels sit side by side in one packed block, so A's
+// strips are packed once and read by the panels of them all.
 template <typename S>
-void rows_of_c(const S* A, Index lda, const S* B, Index ldb, S* C, Index n, Index k, Index i0, Index i1,
-               bool accumulate, S* colsum) {
+void rows_of_c(const S* A, Index lda, const TnOutputs<S>& outs, Index k, Index i0, Index i1, bool accumulate,
+               S* colsum) {
     using Sh = Shape<S>;
     constexpr int NR = Sh::NR, MR = Sh::MR;
-    const Index m = i1 - i0, strips = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
+    Index first[kMaxOutputs + 1] = {0};  // output j's panels: [first[j], first[j + 1])
+    for (int j = 0; j < outs.count; ++j) first[j + 1] = first[j] + (outs.out[j].n + NR - 1) / NR;
+    const Index m = i1 - i0, strips = (m + MR - 1) / MR, panels = first[outs.count];
     // B's block (kc × n) stays in L2 while A's strips pass through L1.
     const Index kc = std::min(k, std::clamp<Index>(Index(65536) / (panels * NR), 32, 512));
     // A's strips are packed when several panels read them; with one or two
@@ -94,26 +117,32 @@ void rows_of_c(const S* A, Index lda, const S* B, Index ldb, S* C, Index n, Inde
             if (unpacked < strips)
                 pack<MR>(arow + unpacked * MR, m - unpacked * MR, strips - unpacked, kc, ap.data() + kk * MR);
             if (colsum) ArrMap<S>(colsum, m) += ConstArrMap<S>(arow, m);
-            pack<NR>(B + (k0 + kk) * ldb, n, panels, kc, bp.data() + kk * NR);
+            for (int j = 0; j < outs.count; ++j) {
+                const TnOutput<S>& o = outs.out[j];
+                pack<NR>(o.B + (k0 + kk) * o.n, o.n, first[j + 1] - first[j], kc, bp.data() + (first[j] * kc + kk) * NR);
+            }
         }
         const bool load = accumulate || k0 > 0;
         for (Index s = 0; s < strips; ++s) {
             const Index rows = std::min<Index>(MR, m - s * MR);
-            for (Index q = 0; q < panels; ++q) {
-                const Index cols = std::min<Index>(NR, n - q * NR);
-                S* c = C + (i0 + s * MR) * n + q * NR;
-                const bool in_place = s < unpacked;
-                const S* a = in_place ? A + k0 * lda + i0 + s * MR : ap.data() + (s - unpacked) * kc * MR;
-                const Index as = in_place ? lda : MR;
-                const S* b = bp.data() + q * kc * NR;
-                if (rows == MR && cols == NR) {
-                    kernel(a, as, b, kn, c, n, load);
-                    continue;
+            const bool in_place = s < unpacked;
+            const S* a = in_place ? A + k0 * lda + i0 + s * MR : ap.data() + (s - unpacked) * kc * MR;
+            const Index as = in_place ? lda : MR;
+            for (int j = 0; j < outs.count; ++j) {
+                const TnOutput<S>& o = outs.out[j];
+                for (Index q = first[j]; q < first[j + 1]; ++q) {
+                    const Index col = (q - first[j]) * NR, cols = std::min<Index>(NR, o.n - col);
+                    S* c = o.C + (i0 + s * MR) * o.n + col;
+                    const S* b = bp.data() + q * kc * NR;
+                    if (rows == MR && cols == NR) {
+                        kernel(a, as, b, kn, c, o.n, load);
+                        continue;
+                    }
+                    for (Index r = 0; r < rows; ++r)
+                        for (Index jj = 0; jj < cols; ++jj) edge[r * NR + jj] = load ? c[r * o.n + jj] : S(0);
+                    kernel(a, as, b, kn, edge, NR, true);
+                    for (Index r = 0; r < rows; ++r) std::copy_n(edge + r * NR, cols, c + r * o.n);
                 }
-                for (Index r = 0; r < rows; ++r)
-                    for (Index j = 0; j < cols; ++j) edge[r * NR + j] = load ? c[r * n + j] : S(0);
-                kernel(a, as, b, kn, edge, NR, true);
-                for (Index r = 0; r < rows; ++r) std::copy_n(edge + r * NR, cols, c + r * n);
             }
         }
     }
@@ -121,16 +150,22 @@ void rows_of_c(const S* A, Index lda, const S* B, Index ldb, S* C, Index n, Inde
 
 }  // namespace grad_gemm
 
-// C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows);
-// A's rows lda apart (default m), B's and C's dense. colsum (m values) or
-// null: = Σ over k of A's columns (a bias gradient), row by row in order as
-// column_sum, from the same pass over A.
+// C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
+// for each output (C, B, n) of outs (one or two); A's rows lda apart (default
+// m), B's and C's dense. colsum (m values) or null: = Σ over k of A's
+// columns (a bias gradient), row by row in order as column_sum, from the same
+// pass over A.
 template <typename S>
-inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate, Index lda = -1,
-                    S* colsum = nullptr) {
+inline void gemm_tn(const S* A, std::initializer_list<TnOutput<S>> outs, Index m, Index k, bool accumulate,
+                    Index lda = -1, S* colsum = nullptr) {
+    grad_gemm::TnOutputs<S> o{};
+    Index n = 0;
+    for (const TnOutput<S>& out : outs)
+        if (out.n > 0) o.out[o.count++] = out, n += out.n;
     if (m == 0 || n == 0) return;
     if (k == 0) {
-        if (!accumulate) std::fill_n(C, m * n, S(0));
+        if (!accumulate)
+            for (int j = 0; j < o.count; ++j) std::fill_n(o.out[j].C, m * o.out[j].n, S(0));
         if (colsum) std::fill_n(colsum, m, S(0));
         return;
     }
@@ -139,13 +174,18 @@ inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, boo
     const int nt = static_cast<int>(std::min<Index>(num_threads(), strips));
     auto share = [&](int t, int nt_) {  // strips [strips·t/nt, strips·(t+1)/nt)
         const Index i0 = strips * t / nt_ * MR, i1 = std::min(m, strips * (t + 1) / nt_ * MR);
-        if (i0 < i1)
-            grad_gemm::rows_of_c(A, ld, B, n, C, n, k, i0, i1, accumulate, colsum ? colsum + i0 : nullptr);
+        if (i0 < i1) grad_gemm::rows_of_c(A, ld, o, k, i0, i1, accumulate, colsum ? colsum + i0 : nullptr);
     };
     if (nt > 1 && 2 * m * n * k >= (Index(1) << 20))
         run_team(nt, share);
     else
         share(0, 1);
+}
+
+template <typename S>
+inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate, Index lda = -1,
+                    S* colsum = nullptr) {
+    gemm_tn(A, {TnOutput<S>{B, C, n}}, m, k, accumulate, lda, colsum);
 }
 
 // out(n) = sum over the k rows of A(k, n), row by row in order (each column

@@ -94,6 +94,7 @@ private:
 
 // Input gradients for the gate block [g0, g0 + cols) of W_ih:
 //   dw_ih[g0:g0+cols] = Σ dGᵀ x     dx (+)= dG · W_ih[g0:g0+cols]
+// dw_ih null: dW_ih is done (by dW_hh's pass over the same dG, driver.hpp).
 // dG: (steps, B, ·) step layout with row stride ldg; rows of inactive
 // (step, sequence) pairs must be zero. Every (time, sequence) pair a step
 // visits is written; the caller zeroes dx when lengths leave padding.
@@ -103,16 +104,16 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
                     Index ldg, Index g0, Index cols, S* dw_ih, S* dx, bool accumulate_dx,
                     const typename W::Config& cfg = {}, typename W::GradRows* shared = nullptr) {
     const Index B = d.B, I = d.I, steps = sch.steps();
-    S* dw = dw_ih + g0 * I;
+    S* dw = dw_ih ? dw_ih + g0 * I : nullptr;
     typename W::Matrix wt;  // dx = dG · W_ih[g0:g0+cols] = dG · (W_ih[g0:g0+cols]ᵀ)ᵀ
     W::pack_t(wt, cfg, w_ih + g0 * I, I, cols, I);
     typename W::Rows prepared;  // dG rows in W's activation format
     if (sch.identity()) {
-        W::gemm_tn(cfg, dG, ldg, x, dw, cols, I, steps * B, false, nullptr, shared);
+        if (dw) W::gemm_tn(cfg, dG, ldg, x, dw, cols, I, steps * B, false, nullptr, shared);
         W::gemm(prepared, dG, ldg, steps * B, wt, dx, I, accumulate_dx);
         return;
     }
-    std::fill_n(dw, cols * I, S(0));
+    if (dw) std::fill_n(dw, cols * I, S(0));
     const Index chunk = chunk_steps(B);
     Buffer<S> xbuf, dxbuf;
     for (Index s0 = 0; s0 < steps; s0 += chunk) {
@@ -121,7 +122,7 @@ void input_backward(const Dims& d, const S* x, const S* w_ih, const Schedule& sc
         xbuf.resize(rows * I);
         dxbuf.resize(rows * I);
         gather_steps(d, x, sch, s0, s1, xbuf.data());
-        W::gemm_tn(cfg, g, ldg, xbuf.data(), dw, cols, I, rows, true);
+        if (dw) W::gemm_tn(cfg, g, ldg, xbuf.data(), dw, cols, I, rows, true);
         W::gemm(prepared, g, ldg, rows, wt, dxbuf.data(), I, false);
         for (Index s = s0; s < s1; ++s)
             for (Index r = 0; r < sch.active(s); ++r) {

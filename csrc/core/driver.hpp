@@ -434,13 +434,27 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     typename W::GradRows shared;  // dG as the format prepared it for dW_hh, for dW_ih
     // db_hh = Σ dG from dW_hh's pass over dG, where the format's dW GEMM sums it
     const bool fused_db = W::kFusedColumnSum && !opt.rmask && !opt.ln_gain;
+    const auto ins = Cell::input_grads(dG.data(), scratch.data(), H, GH);
+    std::array<bool, std::tuple_size_v<decltype(ins)>> dw_ih_done{};
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
         const S* in = Cell::product_input(k, cache, rows, H, tmp);
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
+        S *dw_hh = g.dw_hh + pr.gate0 * H * R, *db = fused_db ? g.db_hh + pr.gate0 * H : nullptr;
         if (!opt.rmask) {
-            W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, g.dw_hh + pr.gate0 * H * R, pr.gates * H, R, rows, false,
-                       fused_db ? g.db_hh + pr.gate0 * H : nullptr, &shared);
+            // dW_ih of the same dG block joins this pass over dG (x in step
+            // order: the identity schedule), as an LSTM's and an RNN's do.
+            std::size_t i = 0;
+            while (i < ins.size() && !(!opt.ln_gain && sch.identity() && ins[i].dg == dW + pr.gate0 * H &&
+                                       ins[i].ld == GH && ins[i].g0 == pr.gate0 * H && ins[i].cols == pr.gates * H))
+                ++i;
+            if (i < ins.size()) {
+                W::gemm_tn2(cfg, dW + pr.gate0 * H, GH, in, dw_hh, R, x, g.dw_ih + pr.gate0 * H * d.I, d.I,
+                            pr.gates * H, rows, db, &shared);
+                dw_ih_done[i] = true;
+            } else {
+                W::gemm_tn(cfg, dW + pr.gate0 * H, GH, in, dw_hh, pr.gates * H, R, rows, false, db, &shared);
+            }
             continue;
         }
         for (Index gate = pr.gate0; gate < pr.gate0 + pr.gates; ++gate) {  // dW_hh,g = Σ dG_gᵀ (input ⊙ m_g)
@@ -454,10 +468,10 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     if (opt.ln_gain) {
         layer_norm_input_backward<S, Cell, W>(d, x, w, opt, sch, cache, dG.data(), scratch.data(), g, cfg);
     } else {
-        std::size_t i = 0;
-        for (const InputGrad<S>& in : Cell::input_grads(dG.data(), scratch.data(), H, GH)) {
-            input_backward<S, W>(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, g.dw_ih, g.dx, i++ > 0, cfg,
-                                 &shared);
+        for (std::size_t i = 0; i < ins.size(); ++i) {
+            const InputGrad<S>& in = ins[i];
+            input_backward<S, W>(d, x, w.w_ih, sch, in.dg, in.ld, in.g0, in.cols, dw_ih_done[i] ? nullptr : g.dw_ih,
+                                 g.dx, i > 0, cfg, &shared);
             if (in.dg == dG.data() + in.g0)  // b_ih sees what b_hh sees
                 std::copy_n(g.db_hh + in.g0, in.cols, g.db_ih + in.g0);
             else

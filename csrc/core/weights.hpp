@@ -21,6 +21,10 @@
 //                                              pass where kFusedColumnSum, else null;
 //                                              shared (a GradRows, or null): what one call
 //                                              prepared of A and B, for the next that reads them
+//   gemm_tn2(cfg, A, lda, B1, C1, n1, B2, C2, n2, m, k, colsum, shared)
+//                                              C1 = Aᵀ · B1 and C2 = Aᵀ · B2 (dW_hh and dW_ih
+//                                              of one dG block), one pass over A where the
+//                                              format can
 #pragma once
 
 #include "../grad_gemm.hpp"
@@ -56,6 +60,10 @@ struct NativeFormat {
     static void gemm_tn(const Config&, const S* A, Index lda, const S* B, S* C, Index m, Index n, Index k,
                         bool acc, S* colsum = nullptr, GradRows* = nullptr) {
         fastrnn::gemm_tn(A, B, C, m, n, k, acc, lda, colsum);
+    }
+    static void gemm_tn2(const Config&, const S* A, Index lda, const S* B1, S* C1, Index n1, const S* B2, S* C2,
+                         Index n2, Index m, Index k, S* colsum = nullptr, GradRows* = nullptr) {
+        fastrnn::gemm_tn(A, {TnOutput<S>{B1, C1, n1}, TnOutput<S>{B2, C2, n2}}, m, k, false, lda, colsum);
     }
 };
 
@@ -163,6 +171,13 @@ struct Bf16TrainFormat {
         g.k = k;
         g.rows.keep_rows(m);
         lowp::gemm_ordered(g.rows, g.packed, C, n, acc, path);
+    }
+    // Two GEMMs sharing A's rounded rows (shared): the kernel's pass reads
+    // one packed B.
+    static void gemm_tn2(lowp::Path path, const float* A, Index lda, const float* B1, float* C1, Index n1,
+                         const float* B2, float* C2, Index n2, Index m, Index k, float* colsum, GradRows* shared) {
+        gemm_tn(path, A, lda, B1, C1, m, n1, k, false, colsum, shared);
+        gemm_tn(path, A, lda, B2, C2, m, n2, k, false, nullptr, shared);
     }
     static std::pair<Index, Index> units(Index j0, Index j1, Index H) { return lowp::unit_range(j0, j1, H); }
 };
