@@ -13,6 +13,7 @@
 #include <pybind11/stl.h>
 
 #include "dense.hpp"
+#include "loss.hpp"
 #include "optim.hpp"
 #include "kernels.hpp"
 
@@ -924,6 +925,35 @@ void bind_optim(py::module_& m) {
     m.def("sum_squares", &sum_squares_py<S>, py::arg("a").noconvert());
 }
 
+// nn.softmax_cross_entropy: logits (N, C), targets (N) int64 in [0, C),
+// weights (N) or None, their sum total > 0 -> (loss, d_logits). The Python
+// side checks the values.
+template <typename S>
+py::tuple softmax_cross_entropy_py(const Arr<S>& x, const py::array_t<std::int64_t, py::array::c_style>& t,
+                                   const std::optional<Arr<S>>& w, double total) {
+    require(x.ndim() == 2 && x.shape(1) > 0, "logits must have rank 2 (N, C), got shape " + shape_str(x));
+    const Index N = x.shape(0), C = x.shape(1);
+    require(t.ndim() == 1 && t.shape(0) == N, "targets must have shape (N,)");
+    if (w) check_shape(*w, {N}, "mask");
+    require(total > 0, "softmax_cross_entropy: total must be positive");
+    Arr<S> d = empty<S>("d_logits", {N, C});
+    const std::int64_t* tp = t.data();
+    const S* wp = w ? w->data() : nullptr;
+    S* dp = d.mutable_data();
+    double loss;
+    {
+        py::gil_scoped_release nogil;
+        loss = softmax_cross_entropy(x.data(), tp, wp, total, dp, N, C);
+    }
+    return py::make_tuple(loss, d);
+}
+
+template <typename S>
+void bind_loss(py::module_& m) {
+    m.def("softmax_cross_entropy", &softmax_cross_entropy_py<S>, py::arg("logits").noconvert(),
+          py::arg("targets").noconvert(), py::arg("mask").noconvert(), py::arg("total"));
+}
+
 // What this module was built with, for fastrnn.config(): the build's
 // settings (CMakeLists.txt) and what the compiler actually enabled.
 py::dict build_config() {
@@ -986,6 +1016,8 @@ PYBIND11_MODULE(FASTRNN_MODULE, m) {
     bind_dense<double>(m);
     bind_optim<float>(m);
     bind_optim<double>(m);
+    bind_loss<float>(m);
+    bind_loss<double>(m);
     m.def("set_num_threads", [](int n) {
         require(n >= 1, "set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);

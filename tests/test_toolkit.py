@@ -182,6 +182,50 @@ def test_softmax_cross_entropy_mask_pads():
     assert loss0 == 0.0 and not d0.any()
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy_float32_matches_float64_math(weighted):
+    # The compiled loss against the same formula in float64 NumPy. float32
+    # bound: exp and log rounded once each per element, a sum over C = 96
+    # terms: relative error a few ulp of float32 (~1e-6) on values O(1).
+    rng = np.random.default_rng(3)
+    N, C = 300, 96
+    logits = (rng.standard_normal((N, C)) * 4).astype(np.float32)
+    targets = rng.integers(0, C, N)
+    w = rng.uniform(0, 2, N).astype(np.float32) if weighted else None
+    before = logits.copy()
+    loss, d = nn.softmax_cross_entropy(logits, targets, mask=w)
+    assert np.array_equal(logits, before)                       # input untouched
+    x = logits.astype(np.float64)
+    logp = x - x.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    ww = np.ones(N) if w is None else w.astype(np.float64)
+    ref_loss = -(ww * logp[np.arange(N), targets]).sum() / ww.sum()
+    ref_d = np.exp(logp)
+    ref_d[np.arange(N), targets] -= 1
+    ref_d *= (ww / ww.sum())[:, None]
+    assert d.dtype == np.float32 and d.shape == (N, C)
+    assert math.isclose(loss, ref_loss, rel_tol=1e-6)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-9)
+
+
+def test_softmax_cross_entropy_same_bits_for_every_thread_count():
+    import fastrnn
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((64, 32, 96)).astype(np.float32)
+    targets = rng.integers(0, 96, (64, 32))
+    mask = rng.uniform(0, 1, (64, 32)) > 0.2
+    saved = fastrnn.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            out.append(nn.softmax_cross_entropy(logits, targets, mask=mask))
+    finally:
+        fastrnn.set_num_threads(saved)
+    for loss, d in out[1:]:
+        assert loss == out[0][0] and np.array_equal(d, out[0][1])
+
+
 def test_softmax_cross_entropy_float32_extreme_logits():
     logits = np.array([[1000.0, 0.0, -1000.0]], np.float32)
     loss, d = nn.softmax_cross_entropy(logits, np.array([1]))

@@ -427,26 +427,14 @@ def softmax_cross_entropy(logits, targets, mask=None):
         raise ValueError(f"targets must lie in [0, {C}) (C = logits.shape[-1]) where counted, "
                          f"got values from {counted.min()} to {counted.max()}")
     t = np.where(m > 0, t, 0) if m is not None else t
-
-    z = logits - logits.max(axis=-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    ti = t[..., None].astype(np.intp)
-    nll = -np.take_along_axis(logp, ti, axis=-1)[..., 0]
-    grad = np.exp(logp)                      # softmax(logits) - onehot(targets):
-    np.put_along_axis(grad, ti, np.take_along_axis(grad, ti, axis=-1) - 1, axis=-1)
-    if m is None:
-        n = nll.size
-        if n == 0:
-            return 0.0, np.zeros_like(logits)
-        loss = float(nll.sum(dtype=np.float64) / n)
-        d = grad / logits.dtype.type(n)
-    else:
-        total = float(m.sum(dtype=np.float64))
-        if total == 0:
-            return 0.0, np.zeros_like(logits)
-        loss = float((m * nll).sum(dtype=np.float64) / total)
-        d = grad * (m / logits.dtype.type(total))[..., None]
-    return loss, d.astype(logits.dtype, copy=False)
+    total = float(t.size) if m is None else float(m.sum(dtype=np.float64))
+    if total == 0:
+        return 0.0, np.zeros_like(logits)
+    x2 = np.ascontiguousarray(logits).reshape(-1, C)
+    loss, d = _core.softmax_cross_entropy(x2, np.ascontiguousarray(t, dtype=np.int64).reshape(-1),
+                                          None if m is None else np.ascontiguousarray(m).reshape(-1),
+                                          total)
+    return loss, d.reshape(logits.shape)
 
 
 def mse(pred, target):
