@@ -5,7 +5,7 @@
 
 docs/performance.md and docs/img/performance-*.png are generated here from one saved grid
 run, plus the newest saved run of each other mode (benchmarks/results/{step,precision,
-training,variants}/*.json, from `run.py --step/--precision/--variants --json`); edit this file, never
+training,variants,allocator}/*.json, from `run.py --step/--precision/--variants/--allocator --json`); edit this file, never
 the page.
 """
 import argparse
@@ -21,7 +21,8 @@ MODES = {"step": ("One-step latency", "--step"),
          "training": ("Training in bfloat16",
                       "--precision float32,bfloat16 --modes training --shapes mid_b32,big_b64 "
                       "--cells lstm,gru"),
-         "variants": ("Cell variants", "--variants --shapes mid_b32")}
+         "variants": ("Cell variants", "--variants --shapes mid_b32"),
+         "allocator": ("PyTorch's page faults: each framework alone", "--allocator")}
 
 
 def _ms(v):
@@ -250,6 +251,7 @@ def _cell(row, name):
 
 def mode_section(kind, doc, source):
     """The markdown section of one saved --step/--precision/--variants run."""
+    import allocator
     import precision
     import precision_training
     import step
@@ -281,6 +283,14 @@ def mode_section(kind, doc, source):
                   "torch fp32 and `torch.autocast(\"cpu\", torch.bfloat16)`; gradient errors "
                   "relative (Frobenius) to fastrnn's float32 gradients (docs/precision.md).", "",
                   precision_training.table(doc["training"])]
+    elif kind == "allocator":
+        lines += ["Training steps with each framework alone in a fresh process, three processes "
+                  "per row (ranges over them), with glibc's default malloc and with its heap kept "
+                  "(`MALLOC_TOP_PAD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`; "
+                  "benchmarks/allocator.py). PyTorch's steps with the defaults include first-touch "
+                  "page faults whose number depends on the process; fastrnn keeps its blocks. The "
+                  "ratios of the tables above are measured with the defaults "
+                  "(docs/performance-notes.md).", "", allocator.table(doc["allocator"])]
     else:
         lines += ["Each variant's training step (forward + backward) over its plain cell's, "
                   "timed in turns; `torch_ln_lstm` is PyTorch's LN-LSTM as people write it "

@@ -7,6 +7,7 @@
     python benchmarks/run.py --precision float32,bfloat16,int8 --shapes mid_b32,big_b64 --cells lstm,gru --threads 1
     python benchmarks/run.py --precision float32,bfloat16 --modes training --shapes mid_b32,big_b64 --cells lstm,gru
     python benchmarks/run.py --variants --shapes mid_b32 --threads 1 --json benchmarks/results/variants/DATE.json
+    python benchmarks/run.py --allocator --json benchmarks/results/allocator/DATE.json
 
 See benchmarks/README.md for what is measured and what the columns mean.
 """
@@ -23,6 +24,7 @@ except ImportError:            # running from a source checkout without PYTHONPA
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     import fastrnn
 
+import allocator
 import cases
 import harness
 import machine
@@ -83,6 +85,10 @@ def parse_args(argv):
                    "--shapes, --cells and --threads: each variant's training step over its plain "
                    "cell's, and PyTorch's LN-LSTM loop when torch is installed "
                    "(benchmarks/variants.py)")
+    p.add_argument("--allocator", action="store_true", help="only the allocator table: each "
+                   "framework alone in fresh processes, with glibc's default malloc and with its "
+                   "heap kept, training steps of the LM and LSTM mid_b32 (fp32, bf16) on --threads, "
+                   "with page faults per step (needs torch; benchmarks/allocator.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
@@ -311,6 +317,20 @@ def run_variants(args):
         report.write_json({"meta": mode_meta(args, load), "variants": rows}, args.json)
 
 
+def run_allocator(args):
+    """The allocator table (benchmarks/allocator.py): every configuration in its own processes."""
+    if optional_torch() is None:
+        sys.exit("--allocator compares with PyTorch: install torch")
+    load = os.getloadavg()[0]
+    grid = allocator.rows(args.threads)
+    print(f"allocator · CPU: {machine.cpu_info().get('model', '?')} · load average {load:.2f} at "
+          f"the start, {os.getloadavg()[0]:.2f} at the end (1-minute); each framework alone per "
+          "process, medians of its steps")
+    print(allocator.table(grid))
+    if args.json:
+        report.write_json({"meta": mode_meta(args, load), "allocator": grid}, args.json)
+
+
 def run_precision(args):
     """The low-precision table at each thread count; exit status 1 if an engine misses
     its accuracy bound (docs/precision.md)."""
@@ -349,6 +369,9 @@ def main(argv=None):
         sys.exit(0 if run_precision(args) else 1)
     if args.variants:
         run_variants(args)
+        sys.exit(0)
+    if args.allocator:
+        run_allocator(args)
         sys.exit(0)
     all_backends = [make() for name, make in peers.BACKENDS.items() if name not in PEERS]
     all_backends += [peers.Build(name, path, isa) for name, path, isa in args.build]

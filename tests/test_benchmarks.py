@@ -70,6 +70,32 @@ def test_train_e2e_losses_agree_with_torch():
     assert "gru" in run.stdout.splitlines()[-1]
 
 
+def _allocator_child(case, framework, kept):
+    script = RUN.parent / "allocator.py"
+    sys.path.insert(0, str(RUN.parent))
+    import allocator
+    env = {k: v for k, v in os.environ.items() if k not in allocator.KEPT_HEAP}
+    env.update(allocator.KEPT_HEAP if kept else {})
+    env["PYTHONPATH"] = os.pathsep.join([str(RUN.parent), str(Path(fastrnn.__file__).resolve().parents[1])])
+    run = subprocess.run([sys.executable, str(script), "--child", case, framework, "1", "3"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_allocator_kept_heap_removes_torch_page_faults():
+    """benchmarks/allocator.py's premise: with glibc's defaults PyTorch's LSTM training step
+    faults in thousands of fresh pages (~7 400 a step on mid_b32 here), with the heap kept
+    (KEPT_HEAP) nearly none; fastrnn faults in few either way (it keeps its blocks)."""
+    pytest.importorskip("torch")
+    default, kept = (_allocator_child("lstm_mid", "torch", k) for k in (False, True))
+    assert default["ms"] > 0 and kept["ms"] > 0
+    assert default["faults"] > 1000 and kept["faults"] < default["faults"] / 10
+    assert _allocator_child("lstm_mid", "fastrnn", False)["faults"] < 1000
+
+
 def test_step_table_runs_and_validates(tmp_path):
     """run.py --step: every one-step backend matches the layer, for each cell and size."""
     out = tmp_path / "step.json"

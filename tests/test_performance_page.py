@@ -97,7 +97,13 @@ def test_other_modes_get_their_sections(tmp_path):
                                                 "torch autocast": 5e-3}}],
         variants=[{"cell": "lstm", "row": "layer_norm", "shape": "mid_b32", "threads": 1,
                    "median_ms": 123.4, "q1_ms": 120.0, "q3_ms": 130.0, "n": 9,
-                   "x_plain": 1.187}])
+                   "x_plain": 1.187}],
+        allocator=[{"case": "lm", "threads": 1, "framework": fw, "allocator": a, "ms": ms,
+                    "faults": f} for fw, a, ms, f in (
+            ("fastrnn", "default", [100.0, 110.0], [600, 600]),
+            ("fastrnn", "kept heap", [100.0, 100.0], [20, 20]),
+            ("torch", "default", [120.0, 160.0], [5000, 14000]),
+            ("torch", "kept heap", [120.0, 126.0], [900, 1100]))])
     meta = dict(date="2026-12-04 22:00 UTC", python="3.11", threads=[1],
                 cpu=dict(model="AMD EPYC", family="25", model_id="17"),
                 load_average=dict(start=0.2, end=0.3))
@@ -110,13 +116,16 @@ def test_other_modes_get_their_sections(tmp_path):
     found = report.newest_modes(results)
     assert {k: p.name for k, p in found.items()} == {k: "2026-12-04.json" for k in rows}
     page = report.markdown(load(), "x.json", report.load_modes(found, tmp_path))
-    assert page.splitlines()[0].count("results/") == 4
+    assert page.splitlines()[0].count("results/") == 5
     for title, _ in report.MODES.values():
         assert f"## {title}" in page
     assert "2.50" in page                           # the step ratio 25 / 10
     assert "| gru | mid_b32 | 2 | int8 | 2.50× |" in page     # 30 / 12 over fastrnn fp32
     assert "| lstm | mid_b32 | 1 | layer_norm | 123 | 1.187 |" in page
     assert "| lstm | mid_b32 | 1 | 2.00× | 1.20× | 2.00× |" in page    # 100/50, 60/50, 120/60
+    # ranges over processes; torch/fastrnn of the medians: 140/105, 123/100
+    assert "| lm | 1 | default | 100.0–110.0 | 120.0–160.0 | 5000–14000 | 600 | 1.33 |" in page
+    assert "| lm | 1 | kept heap | 100.0 | 120.0–126.0 | 900–1100 | 20 | 1.23 |" in page
     assert "machine was shared" not in page.split("## One-step")[1]
     old = report.markdown(load(), "x.json", report.load_modes(
         {"step": results / "step" / "2026-01-01.json"}, tmp_path))
