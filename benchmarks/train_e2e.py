@@ -16,13 +16,17 @@ steps). Threads: fastrnn.set_num_threads(n) and torch.set_num_threads(n) for eac
     python benchmarks/train_e2e.py --task lm --threads 2 --turns 6
 
 Prints, per task and thread count, the median step time of each and torch/fastrnn
-(> 1: fastrnn is faster). `--clock cpu` times by the calling thread's CPU time
+(> 1: fastrnn is faster), and each framework's minor page faults per step (fastrnn /
+torch): with glibc's default malloc PyTorch's LM step faults in 5 000-15 000 fresh pages,
+a number that depends on the process (its step takes 120-160 ms at 1 thread accordingly);
+`run.py --allocator` measures both with the heap kept. `--clock cpu` times by the calling thread's CPU time
 (time.thread_time), which a busy machine barely moves: meaningful at 1 thread only.
 `--breakdown` prints instead where fastrnn's LM step spends its time, part by part,
 and the share of the parts that run Python/NumPy (embedding, loss, clipping, Adam).
 """
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -180,18 +184,23 @@ def bench(task_cls, threads, turns, steps, seed=0, clock=time.perf_counter):
 
     times = {"fastrnn": [], "torch": []}
     losses = {"fastrnn": [], "torch": []}
+    faults = {"fastrnn": 0, "torch": 0}   # minor page faults in the timed turns
     for turn in range(turns):
         chunk = data[turn * steps:(turn + 1) * steps]
         for name, step in (("fastrnn", fastrnn_step), ("torch", torch_step)):
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for x, y in chunk:
                 t0 = clock()
                 losses[name].append(step(x, y))
                 times[name].append(clock() - t0)
+            if turn > 0:
+                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     a, b = np.array(losses["fastrnn"]), np.array(losses["torch"])
     rel = float(np.max(np.abs(a - b) / np.abs(b)))
     # The first turn warms caches and thread pools up: not timed.
     med = {k: float(np.median(v[steps:])) for k, v in times.items()}
-    return med, rel
+    per_step = {k: v / max(1, (turns - 1) * steps) for k, v in faults.items()}
+    return med, rel, per_step
 
 
 def main(argv=None):
@@ -217,14 +226,15 @@ def main(argv=None):
     print(f"fastrnn {fastrnn.__version__} ({fastrnn.config()['isa']}); median step time, "
           f"turns of {args.steps} steps, first turn untimed")
     print(f"{'task':<5}{'threads':>8}{'fastrnn ms':>12}{'torch ms':>10}{'torch/fastrnn':>15}"
-          f"{'max rel loss diff':>19}")
+          f"{'max rel loss diff':>19}{'page faults/step':>18}")
     ok = True
     for task in args.task.split(","):
         for n in (int(t) for t in args.threads.split(",")):
-            med, rel = bench(TASKS[task], n, args.turns, args.steps, clock=clock)
+            med, rel, faults = bench(TASKS[task], n, args.turns, args.steps, clock=clock)
             ok &= rel <= 1e-3
             print(f"{task:<5}{n:>8}{med['fastrnn'] * 1e3:>12.1f}{med['torch'] * 1e3:>10.1f}"
-                  f"{med['torch'] / med['fastrnn']:>15.2f}{rel:>19.1e}", flush=True)
+                  f"{med['torch'] / med['fastrnn']:>15.2f}{rel:>19.1e}"
+                  f"{faults['fastrnn']:>8.0f} / {faults['torch']:<7.0f}", flush=True)
     if not ok:
         print("LOSSES DISAGREE (more than 1e-3 relative)")
     return 0 if ok else 1
