@@ -1,8 +1,8 @@
 """How much of a ratio against PyTorch is PyTorch's allocator (`run.py --allocator`).
 
 glibc's malloc hands large freed blocks back to the OS and maps them afresh, so every step
-of a framework that allocates its big arrays anew pays first-touch page faults (~0.25 µs
-per KiB here), and how many depends on the process's history of allocations: PyTorch's LM
+of a framework that allocates its big arrays anew pays first-touch page faults (~2.7 µs
+per 4 KiB page here), and how many depends on the process's history of allocations: PyTorch's LM
 step runs in 120 or 155 ms from one process to the next with default settings. fastrnn
 keeps its blocks (csrc/array_pool.cpp, block_cache.cpp). This runs each framework alone in
 a fresh process, several times, with glibc's defaults and with its heap kept

@@ -167,7 +167,7 @@ def test_dense_on_the_pool(restore_threads, dtype):
 @pytest.mark.parametrize("O, I, N", [(1, 1, 1), (7, 33, 5), (13, 65, 700), (100, 31, 2500)])
 def test_weight_gradient_gemm_edges(restore_threads, dtype, O, I, N):
     """The weight-gradient GEMM (csrc/grad_gemm.hpp) through Dense's backward, on
-    shapes that leave partial tiles (O not a multiple of its 6-row strips, I not of
+    shapes that leave partial tiles (O not a multiple of its 6- or 8-row strips, I not of
     its panels) and k = N below and above its k block: same bits for every thread
     count, and dW = d_yᵀ x, db = Σ d_y to round-off against float64 (float32: sums
     of N products of size ~1, error ~√N·2⁻²⁴ relative, rtol 1e-5; float64 1e-12)."""
@@ -190,6 +190,31 @@ def test_weight_gradient_gemm_edges(restore_threads, dtype, O, I, N):
     scale = np.sqrt(N)   # the sums' size: N products of size ~1
     np.testing.assert_allclose(dw, d64.T @ x64, rtol=rtol, atol=rtol * scale)
     np.testing.assert_allclose(db, d64.sum(0), rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("T, B, I, H", [(7, 3, 3, 37), (50, 14, 40, 20)])
+def test_joint_weight_gradient_pass(restore_threads, cell, T, B, I, H):
+    """An LSTM's and an RNN's dW_hh and dW_ih run as one pass over dG without lengths
+    (grad_gemm's two outputs, each with partial panels here; T·B = 700 spans k blocks),
+    and as two with lengths: same bits for every thread count, and both within float64
+    round-off of the NumPy reference (float64: rtol 1e-10 on sums of T·B products)."""
+    from fastrnn import reference as R
+    rng = np.random.default_rng(T + H)
+    G = GATES[cell]
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((G * H, I)) * 0.3, rng.standard_normal((G * H, H)) * 0.3
+    b = rng.standard_normal(G * H) * 0.1
+    d_out = rng.standard_normal((T, B, H))
+    full = np.full(B, T)
+    for lengths in (None, full - np.arange(B) % 3):
+        def compute(fn=F):
+            res = getattr(fn, f"{cell}_forward")(x, w_ih, w_hh, b, b, lengths=lengths)
+            g = getattr(fn, f"{cell}_backward")(res[-1], d_out=d_out)
+            return [g.dw_ih, g.dw_hh, g.db_ih, g.dx]
+        assert_same_for_every_thread_count(compute)
+        for got, want in zip(compute(), compute(R)):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
