@@ -284,11 +284,7 @@ def run_step(args):
     for threads in thread_counts(args, torch):
         rows += step.step_rows(fastrnn, torch, threads)
     text, ok = step.table(rows)
-    print(f"one-step latency · CPU: {machine.cpu_info().get('model', '?')} · load average "
-          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
-    print(text)
-    if args.json:
-        report.write_json({"meta": mode_meta(args, load), "step": rows}, args.json)
+    finish_mode(args, load, "one-step latency", "", [text], {"step": rows})
     return ok
 
 
@@ -300,6 +296,17 @@ def mode_meta(args, load):
             "load_average": {"start": load, "end": os.getloadavg()[0]}}
 
 
+def finish_mode(args, load, title, how, tables, results):
+    """Print a mode's header (CPU, load at start and end; how it timed) and its tables, and
+    save {"meta", **results} to --json."""
+    print(f"{title} · CPU: {machine.cpu_info().get('model', '?')} · load average {load:.2f} at "
+          f"the start, {os.getloadavg()[0]:.2f} at the end (1-minute)" + (f"; {how}" if how else ""))
+    for text in tables:
+        print(text)
+    if args.json:
+        report.write_json({"meta": mode_meta(args, load), **results}, args.json)
+
+
 def run_variants(args):
     """The cell-variant table (docs/variants.md) at each thread count."""
     torch = optional_torch()
@@ -309,12 +316,8 @@ def run_variants(args):
         for shape in args.shapes:
             rows += variants.measure(fastrnn.functional, shape, threads, args.cells,
                                      budget=15.0, torch_peer=torch is not None)
-    print(f"cell variants · CPU: {machine.cpu_info().get('model', '?')} · load average "
-          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); training "
-          "step (forward + backward), medians of interleaved calls")
-    print(variants.table(rows))
-    if args.json:
-        report.write_json({"meta": mode_meta(args, load), "variants": rows}, args.json)
+    finish_mode(args, load, "cell variants", "training step (forward + backward), medians of "
+                "interleaved calls", [variants.table(rows)], {"variants": rows})
 
 
 def run_allocator(args):
@@ -323,12 +326,8 @@ def run_allocator(args):
         sys.exit("--allocator compares with PyTorch: install torch")
     load = os.getloadavg()[0]
     grid = allocator.rows(args.threads)
-    print(f"allocator · CPU: {machine.cpu_info().get('model', '?')} · load average {load:.2f} at "
-          f"the start, {os.getloadavg()[0]:.2f} at the end (1-minute); each framework alone per "
-          "process, medians of its steps")
-    print(allocator.table(grid))
-    if args.json:
-        report.write_json({"meta": mode_meta(args, load), "allocator": grid}, args.json)
+    finish_mode(args, load, "allocator", "each framework alone per process, medians of its steps",
+                [allocator.table(grid)], {"allocator": grid})
 
 
 def run_precision(args):
@@ -345,16 +344,10 @@ def run_precision(args):
             steps += precision.step_rows(fastrnn, args.precision, threads)
         if "training" in args.modes:
             training += precision_training.rows(fastrnn, torch, args.precision, cells, args.shapes, threads)
-    print(f"low precision · CPU: {machine.cpu_info().get('model', '?')} · load average "
-          f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute); medians of "
-          "interleaved calls")
-    if grid:
-        print(precision.table(grid, steps, args.precision))
-    if training:
-        print(precision_training.table(training))
-    if args.json:
-        report.write_json({"meta": mode_meta(args, load), "precision": grid, "step": steps,
-                           "training": training}, args.json)
+    finish_mode(args, load, "low precision", "medians of interleaved calls",
+                ([precision.table(grid, steps, args.precision)] if grid else [])
+                + ([precision_training.table(training)] if training else []),
+                {"precision": grid, "step": steps, "training": training})
     bound = {"float32": 1e-5, "bfloat16": 1e-2, "int8": 3e-2}
     return (all(r["errors"][f"fastrnn {p}"] <= bound[p] for r in grid for p in args.precision)
             and all(r["errors"][f"fastrnn {p}"] <= precision_training.BOUND for r in training
