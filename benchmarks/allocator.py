@@ -13,6 +13,7 @@ Cases (training steps):
   lm          train_e2e.py's LM: fastrnn's toolkit against the same model in PyTorch
   lstm_mid    one LSTM layer-direction, mid_b32, float32: fastrnn.functional / torch.nn.LSTM
   lstm_mid_bf16  the same in bf16: precision="bfloat16" / torch.autocast(bfloat16)
+  gru_mid     one GRU layer-direction, mid_b32, float32
 
     python benchmarks/allocator.py --processes 3 --threads 1,2
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 KEPT_HEAP = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
              "MALLOC_TOP_PAD_": "268435456"}
-CASES = ("lm", "lstm_mid", "lstm_mid_bf16")
+CASES = ("lm", "lstm_mid", "lstm_mid_bf16", "gru_mid")
 FRAMEWORKS = ("fastrnn", "torch")
 
 
@@ -65,8 +66,9 @@ def _step(case, framework, threads):
         return lambda: once(*next(batches))
     import cases
     import precision_training
-    p = cases.make_problem("lstm", next(s for s in cases.GRID if s.name == "mid_b32"))
-    bf16 = case == "lstm_mid_bf16"
+    cell, _, precision = case.partition("_mid")   # "<cell>_mid" or "<cell>_mid_bf16"
+    p = cases.make_problem(cell, next(s for s in cases.GRID if s.name == "mid_b32"))
+    bf16 = precision == "_bf16"
     if framework == "fastrnn":
         return precision_training._fastrnn_fn(fastrnn, p, "bfloat16" if bf16 else "float32")
     return precision_training._torch_fns(torch, p)["torch autocast" if bf16 else "torch fp32"]

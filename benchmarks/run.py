@@ -87,7 +87,7 @@ def parse_args(argv):
                    "(benchmarks/variants.py)")
     p.add_argument("--allocator", action="store_true", help="only the allocator table: each "
                    "framework alone in fresh processes, with glibc's default malloc and with its "
-                   "heap kept, training steps of the LM and LSTM mid_b32 (fp32, bf16) on --threads, "
+                   "heap kept, training steps of the LM, LSTM mid_b32 (fp32, bf16) and GRU mid_b32 on --threads, "
                    "with page faults per step (needs torch; benchmarks/allocator.py)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
