@@ -436,18 +436,20 @@ void backward(const Dims& d, const S* x, const Weights<S>& w, const Options<S>& 
     const bool fused_db = W::kFusedColumnSum && !opt.rmask && !opt.ln_gain;
     const auto ins = Cell::input_grads(dG.data(), scratch.data(), H, GH);
     std::array<bool, std::tuple_size_v<decltype(ins)>> dw_ih_done{};
+    // W_ih sees exactly the dG block product pr's W_hh sees (an LSTM's, an RNN's)
+    // and x is in step order (the identity schedule): dW_ih joins dW_hh's pass.
+    auto joins = [&](const InputGrad<S>& in, const Product& pr) {
+        return !opt.ln_gain && sch.identity() && in.dg == dG.data() + pr.gate0 * H && in.ld == GH &&
+               in.g0 == pr.gate0 * H && in.cols == pr.gates * H;
+    };
     for (std::size_t k = 0; k < NP; ++k) {
         const Product pr = Cell::kProducts[k];
         const S* in = Cell::product_input(k, cache, rows, H, tmp);
         const S* dW = opt.ln_gain ? dsh.data() : dG.data();  // what W_hh saw
         S *dw_hh = g.dw_hh + pr.gate0 * H * R, *db = fused_db ? g.db_hh + pr.gate0 * H : nullptr;
         if (!opt.rmask) {
-            // dW_ih of the same dG block joins this pass over dG (x in step
-            // order: the identity schedule), as an LSTM's and an RNN's do.
             std::size_t i = 0;
-            while (i < ins.size() && !(!opt.ln_gain && sch.identity() && ins[i].dg == dW + pr.gate0 * H &&
-                                       ins[i].ld == GH && ins[i].g0 == pr.gate0 * H && ins[i].cols == pr.gates * H))
-                ++i;
+            while (i < ins.size() && !joins(ins[i], pr)) ++i;
             if (i < ins.size()) {
                 W::gemm_tn2(cfg, dW + pr.gate0 * H, GH, in, dw_hh, R, x, g.dw_ih + pr.gate0 * H * d.I, d.I,
                             pr.gates * H, rows, db, &shared);
