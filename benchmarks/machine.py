@@ -37,6 +37,36 @@ def cpu_info():
     }
 
 
+def cpu_snapshot():
+    """For other_cpu(): the machine's busy and stolen CPU time (/proc/stat, seconds), this
+    process's CPU time with its finished children's (os.times), and the wall clock."""
+    t = os.times()
+    snap = {"own": t.user + t.system + t.children_user + t.children_system,
+            "wall": time.monotonic()}
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return snap
+    hz = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    snap["busy"] = (v[0] + v[1] + v[2] + v[5] + v[6]) / hz
+    snap["steal"] = v[7] / hz if len(v) > 7 else 0.0
+    return snap
+
+
+def other_cpu(start, end=None):
+    """Cores' worth of CPU that other processes used (busy time minus this process's and its
+    children's) and that the hypervisor took (steal), averaged since `start`; None off Linux."""
+    end = end or cpu_snapshot()
+    wall = end["wall"] - start["wall"]
+    if "busy" not in start or "busy" not in end or wall <= 0:
+        return None
+    others = (end["busy"] - start["busy"]) - (end["own"] - start["own"])
+    return {"cores": round(max(0.0, others) / wall, 3),
+            "steal_cores": round((end["steal"] - start["steal"]) / wall, 3), "seconds": round(wall, 1)}
+
+
 def blas_info():
     """Which BLAS NumPy loaded and which kernel (OpenBLAS 'architecture') it picked."""
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS",

@@ -92,6 +92,7 @@ def parse_args(argv):
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw fastrnn's speedups (needs matplotlib)")
     args = p.parse_args(argv)
+    args.cpu_start = machine.cpu_snapshot()   # for the other processes' CPU over the run
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -293,7 +294,8 @@ def mode_meta(args, load):
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "python": platform.python_version(), "cpu": machine.cpu_info(),
             "threads": args.threads,
-            "load_average": {"start": load, "end": os.getloadavg()[0]}}
+            "load_average": {"start": load, "end": os.getloadavg()[0]},
+            "other_cpu": machine.other_cpu(args.cpu_start)}
 
 
 def finish_mode(args, load, title, how, tables, results):
@@ -399,6 +401,7 @@ def main(argv=None):
     if args.memory is not None:
         run_memory(backends, args, doc)
     doc["meta"]["load_average"]["end"] = os.getloadavg()[0]
+    doc["meta"]["other_cpu"] = machine.other_cpu(args.cpu_start)
     print(report.text(doc))
     if args.json:
         report.write_json(doc, args.json)

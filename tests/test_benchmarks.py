@@ -70,6 +70,26 @@ def test_train_e2e_losses_agree_with_torch():
     assert "gru" in run.stdout.splitlines()[-1]
 
 
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat (Linux)")
+def test_other_cpu_counts_another_process_not_this_one():
+    """machine.other_cpu: a spinning process that is not this one's waited-for child
+    counts as other CPU (about 1 core while it spins; > 0.3 allows a loaded machine),
+    and this process's own spinning does not add to it."""
+    sys.path.insert(0, str(RUN.parent))
+    import time
+    import machine
+    start = machine.cpu_snapshot()
+    spin = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"])
+    t = time.time()
+    while time.time() - t < 0.6:      # this process spins too: its own time, not "other"
+        pass
+    end = machine.cpu_snapshot()
+    spin.wait(timeout=60)
+    got = machine.other_cpu(start, end)
+    assert got is not None and 0.3 < got["cores"] < 1.5 and got["seconds"] >= 0.6
+
+
 def _allocator_child(case, framework, kept):
     script = RUN.parent / "allocator.py"
     sys.path.insert(0, str(RUN.parent))

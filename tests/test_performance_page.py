@@ -52,6 +52,13 @@ def test_page_says_when_the_machine_was_shared():
     busy = copy.deepcopy(doc)
     busy["meta"]["load_average"] = {"start": 1.8, "end": 2.1}
     assert "**the machine was shared**" in report.markdown(busy, "x.json")
+    # Where the run recorded other processes' CPU, that decides, not the load average
+    # (which counts the benchmark's own threads too).
+    busy["meta"]["other_cpu"] = {"cores": 0.05, "steal_cores": 0.01, "seconds": 300.0}
+    page = report.markdown(busy, "x.json")
+    assert "machine was shared" not in page and "other processes used 0.05 cores" in page
+    busy["meta"]["other_cpu"]["cores"] = 0.9
+    assert "**the machine was shared**" in report.markdown(busy, "x.json")
 
 
 def test_failed_validation_and_absent_peer_are_shown():
