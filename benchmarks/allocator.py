@@ -38,10 +38,12 @@ FRAMEWORKS = ("fastrnn", "torch")
 def _step(case, framework, threads):
     """The training step of one case in one framework, ready to call."""
     import numpy as np
-    import torch
     import fastrnn
     fastrnn.set_num_threads(threads)
-    torch.set_num_threads(threads)
+    torch = None
+    if framework == "torch":   # a fastrnn process does not load torch at all
+        import torch
+        torch.set_num_threads(threads)
     if case == "lm":
         import train_e2e
         from fastrnn import optim

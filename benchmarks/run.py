@@ -290,7 +290,8 @@ def run_step(args):
 
 
 def mode_meta(args, load):
-    """What the --step/--precision/--variants JSON records about the run (report.py shows it)."""
+    """What the --step/--precision/--variants/--allocator JSON records about the run (report.py
+    shows it)."""
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "python": platform.python_version(), "cpu": machine.cpu_info(),
             "threads": args.threads,

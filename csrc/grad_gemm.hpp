@@ -20,7 +20,6 @@
 #include "parallel.hpp"
 
 #include <algorithm>
-#include <initializer_list>
 
 namespace fastrnn {
 
@@ -158,17 +157,17 @@ void rows_of_c(const S* A, Index lda, const TnOutputs<S>& outs, Index k, Index i
 }  // namespace grad_gemm
 
 // C(m, n) (=|+=) A(k, m)ᵀ · B(k, n)   (weight gradients: sum over k rows)
-// for each output (C, B, n) of outs (one or two); A's rows lda apart (default
-// m), B's and C's dense. colsum (m values) or null: = Σ over k of A's
-// columns (a bias gradient), row by row in order as column_sum, from the same
-// pass over A.
+// for each output (B, C, n) of o1, o2 (an output with n = 0 is none); A's rows
+// lda apart (default m), B's and C's dense. colsum (m values) or null: = Σ
+// over k of A's columns (a bias gradient), row by row in order as column_sum,
+// from the same pass over A.
 template <typename S>
-inline void gemm_tn(const S* A, std::initializer_list<TnOutput<S>> outs, Index m, Index k, bool accumulate,
+inline void gemm_tn(const S* A, const TnOutput<S>& o1, const TnOutput<S>& o2, Index m, Index k, bool accumulate,
                     Index lda = -1, S* colsum = nullptr) {
     grad_gemm::TnOutputs<S> o{};
     Index n = 0;
-    for (const TnOutput<S>& out : outs)
-        if (out.n > 0) o.out[o.count++] = out, n += out.n;
+    for (const TnOutput<S>* out : {&o1, &o2})
+        if (out->n > 0) o.out[o.count++] = *out, n += out->n;
     if (m == 0 || n == 0) return;
     if (k == 0) {
         if (!accumulate)
@@ -192,7 +191,7 @@ inline void gemm_tn(const S* A, std::initializer_list<TnOutput<S>> outs, Index m
 template <typename S>
 inline void gemm_tn(const S* A, const S* B, S* C, Index m, Index n, Index k, bool accumulate, Index lda = -1,
                     S* colsum = nullptr) {
-    gemm_tn(A, {TnOutput<S>{B, C, n}}, m, k, accumulate, lda, colsum);
+    gemm_tn(A, TnOutput<S>{B, C, n}, TnOutput<S>{nullptr, nullptr, 0}, m, k, accumulate, lda, colsum);
 }
 
 // out(n) = sum over the k rows of A(k, n), row by row in order (each column

@@ -63,7 +63,7 @@ struct NativeFormat {
     }
     static void gemm_tn2(const Config&, const S* A, Index lda, const S* B1, S* C1, Index n1, const S* B2, S* C2,
                          Index n2, Index m, Index k, S* colsum = nullptr, GradRows* = nullptr) {
-        fastrnn::gemm_tn(A, {TnOutput<S>{B1, C1, n1}, TnOutput<S>{B2, C2, n2}}, m, k, false, lda, colsum);
+        fastrnn::gemm_tn(A, TnOutput<S>{B1, C1, n1}, TnOutput<S>{B2, C2, n2}, m, k, false, lda, colsum);
     }
 };
 
@@ -172,8 +172,8 @@ struct Bf16TrainFormat {
         g.rows.keep_rows(m);
         lowp::gemm_ordered(g.rows, g.packed, C, n, acc, path);
     }
-    // Two GEMMs sharing A's rounded rows (shared): the kernel's pass reads
-    // one packed B.
+    // Two GEMMs sharing A's rounded rows (shared), each pass over them with
+    // its own packed B.
     static void gemm_tn2(lowp::Path path, const float* A, Index lda, const float* B1, float* C1, Index n1,
                          const float* B2, float* C2, Index n2, Index m, Index k, float* colsum, GradRows* shared) {
         gemm_tn(path, A, lda, B1, C1, m, n1, k, false, colsum, shared);
